@@ -1,0 +1,329 @@
+//! `--measure`: run each case several times, keep the median, the fastest and the slowest
+//! run, and print them beside a baseline measured in the same run.
+//!
+//! Every lesson prints the same table, and with `--json` the same records, one JSON object
+//! per line; `cargo xtask measure` turns those records into the book's tables with
+//! [`markdown_table`], so a table in the book is always the output of a command.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{Args, Lesson};
+use crate::machine::Machine;
+
+/// One measured case: what `--json` prints, one per line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub lesson: String,
+    pub case: String,
+    /// `"rust"` or `"python"`.
+    #[serde(rename = "impl")]
+    pub implementation: String,
+    pub runs: usize,
+    /// Seconds per run; a run does `ops` operations.
+    pub median_s: f64,
+    pub min_s: f64,
+    pub max_s: f64,
+    /// The case this one is compared with, or null for a case that is itself a baseline.
+    pub baseline: Option<String>,
+    /// Operations per run: per-operation time is `median_s / ops`.
+    pub ops: u64,
+    /// Bytes moved per run, where that is the point of the case.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub bytes: Option<u64>,
+}
+
+impl Record {
+    /// Median seconds per operation.
+    pub fn per_op(&self) -> f64 {
+        self.median_s / self.ops as f64
+    }
+
+    /// The same case in another run of the experiment: everything but the numbers agrees.
+    pub fn same_case(&self, other: &Record) -> bool {
+        (&self.lesson, &self.case, &self.implementation, &self.baseline, self.ops, self.bytes)
+            == (&other.lesson, &other.case, &other.implementation, &other.baseline, other.ops, other.bytes)
+    }
+}
+
+/// How a case is named and counted, before it runs.
+#[derive(Debug, Clone)]
+pub struct Case {
+    name: String,
+    ops: u64,
+    bytes: Option<u64>,
+    baseline: Option<String>,
+}
+
+impl Case {
+    /// A case that does one operation per run, with no baseline (so it is one).
+    pub fn new(name: &str) -> Case {
+        Case { name: name.to_string(), ops: 1, bytes: None, baseline: None }
+    }
+
+    /// Each run does `ops` operations; the table shows time per operation.
+    pub fn ops(mut self, ops: u64) -> Case {
+        self.ops = ops;
+        self
+    }
+
+    /// Each run moves `bytes` bytes; the table shows MiB/s.
+    pub fn bytes(mut self, bytes: u64) -> Case {
+        self.bytes = Some(bytes);
+        self
+    }
+
+    /// Compare this case with the named one (per operation).
+    pub fn vs(mut self, baseline: &str) -> Case {
+        self.baseline = Some(baseline.to_string());
+        self
+    }
+}
+
+/// Runs cases and collects their records; prints the table (or JSON) as it goes.
+pub struct Bench {
+    lesson: &'static str,
+    title: String,
+    runs: usize,
+    json: bool,
+    quick: bool,
+    python: bool,
+    python_path: &'static str,
+    records: Vec<Record>,
+    notes: Vec<String>,
+}
+
+impl Bench {
+    /// Start measuring `lesson`; `title` says what is measured, for the table's first line.
+    pub fn new(lesson: &Lesson, args: &Args, title: &str) -> Bench {
+        if cfg!(debug_assertions) && !args.quick {
+            eprintln!("note: this is a debug build; measure with --release for meaningful numbers");
+        }
+        Bench {
+            lesson: lesson.name,
+            title: title.to_string(),
+            runs: args.runs,
+            json: args.json,
+            quick: args.quick,
+            python: !args.no_python,
+            python_path: lesson.python,
+            records: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Measure a case whose whole closure is one run.
+    pub fn run(&mut self, case: Case, mut one_run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<()> {
+        self.run_timed(case, || {
+            let start = Instant::now();
+            one_run()?;
+            Ok(start.elapsed())
+        })
+    }
+
+    /// Measure a case whose closure times its own run (to leave set-up out) and returns it.
+    pub fn run_timed(
+        &mut self,
+        case: Case,
+        mut one_run: impl FnMut() -> anyhow::Result<Duration>,
+    ) -> anyhow::Result<()> {
+        eprint!("measuring {:<36}", case.name);
+        let _ = std::io::stderr().flush();
+        if !self.quick {
+            one_run()?; // warm-up: caches, page faults, lazy binding; not counted
+        }
+        let mut times = Vec::with_capacity(self.runs);
+        for _ in 0..self.runs {
+            times.push(one_run()?.as_secs_f64());
+        }
+        let record = Record {
+            lesson: self.lesson.to_string(),
+            case: case.name,
+            implementation: "rust".to_string(),
+            runs: self.runs,
+            median_s: median(&mut times),
+            min_s: times[0],
+            max_s: times[times.len() - 1],
+            baseline: case.baseline,
+            ops: case.ops,
+            bytes: case.bytes,
+        };
+        eprintln!(" {}/op", duration(record.per_op()));
+        self.push(record);
+        Ok(())
+    }
+
+    /// Run the lesson's Python program in measure mode and add its cases, or say why not.
+    pub fn python(&mut self) -> anyhow::Result<()> {
+        if !self.python {
+            return Ok(());
+        }
+        match crate::python::measure(self.python_path, self.runs, self.quick)? {
+            Some(records) => records.into_iter().for_each(|r| self.push(r)),
+            None => {
+                let note = "python3 not found, Python rows skipped".to_string();
+                eprintln!("{note}");
+                self.notes.push(note);
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, record: Record) {
+        if self.json {
+            println!("{}", serde_json::to_string(&record).expect("a record is plain data"));
+        }
+        self.records.push(record);
+    }
+
+    /// Print the table (unless `--json`), and return the records.
+    pub fn finish(self) -> Vec<Record> {
+        if !self.json {
+            println!("{}: {}", self.lesson, self.title);
+            println!("measured on {}", Machine::detect());
+            println!();
+            print!("{}", text_table(&self.records));
+            for note in &self.notes {
+                println!("{note}");
+            }
+        }
+        self.records
+    }
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 }
+}
+
+/// Seconds, in the unit that suits them: `8.41 µs`, `1.20 ms`, `0.503 s`.
+pub fn duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 1e-6 => format!("{:.1} ns", s * 1e9),
+        s if s < 1e-3 => format!("{:.2} µs", s * 1e6),
+        s if s < 1.0 => format!("{:.2} ms", s * 1e3),
+        s => format!("{s:.3} s"),
+    }
+}
+
+fn rows(records: &[Record]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let with_bytes = records.iter().any(|r| r.bytes.is_some());
+    let mut header = vec!["case", "impl", "runs", "median/op", "min/op", "max/op"];
+    if with_bytes {
+        header.push("MiB/s");
+    }
+    header.push("vs baseline");
+    let rows = records
+        .iter()
+        .map(|r| {
+            let per = |s: f64| duration(s / r.ops as f64);
+            let mut row = vec![
+                r.case.clone(),
+                r.implementation.clone(),
+                r.runs.to_string(),
+                per(r.median_s),
+                per(r.min_s),
+                per(r.max_s),
+            ];
+            if with_bytes {
+                row.push(r.bytes.map_or(String::new(), |b| format!("{:.0}", b as f64 / r.median_s / 1048576.0)));
+            }
+            row.push(ratio(r, records));
+            row
+        })
+        .collect();
+    (header, rows)
+}
+
+fn ratio(record: &Record, records: &[Record]) -> String {
+    let Some(name) = &record.baseline else { return "(baseline)".to_string() };
+    match records.iter().find(|b| &b.case == name) {
+        Some(base) => format!("{:.2}x {name}", record.per_op() / base.per_op()),
+        None => format!("({name} not measured)"),
+    }
+}
+
+/// The table `--measure` prints, in aligned columns.
+pub fn text_table(records: &[Record]) -> String {
+    let (header, rows) = rows(records);
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The same table in Markdown, for the book.
+pub fn markdown_table(records: &[Record]) -> String {
+    let (header, rows) = rows(records);
+    let mut out = format!("| {} |\n", header.join(" | "));
+    out.push_str(&format!("|{}\n", header.iter().map(|_| "---|").collect::<String>()));
+    for row in rows {
+        out.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    out
+}
+
+/// Parse `--json` output: one record per non-empty line.
+pub fn parse_records(jsonl: &str) -> Result<Vec<Record>, String> {
+    jsonl
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("not a measure record: {e}: {l}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(case: &str, median: f64, baseline: Option<&str>) -> Record {
+        Record {
+            lesson: "demo".into(),
+            case: case.into(),
+            implementation: "rust".into(),
+            runs: 3,
+            median_s: median,
+            min_s: median * 0.9,
+            max_s: median * 1.2,
+            baseline: baseline.map(String::from),
+            ops: 1000,
+            bytes: None,
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn ratio_is_per_operation() {
+        let records = [rec("floor", 0.1, None), rec("fork", 0.15, Some("floor"))];
+        let table = text_table(&records);
+        assert!(table.contains("1.50x floor"), "{table}");
+        assert!(table.contains("100.00 µs"), "{table}");
+        assert!(markdown_table(&records).contains("| fork | rust | 3 | 150.00 µs |"));
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let r = rec("fork", 0.15, Some("floor"));
+        let line = serde_json::to_string(&r).unwrap();
+        assert!(line.contains("\"impl\":\"rust\""));
+        assert_eq!(parse_records(&line).unwrap(), vec![r]);
+    }
+}

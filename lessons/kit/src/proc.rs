@@ -1,0 +1,129 @@
+//! Starting and joining child processes, the way Python's `Process` does it.
+//!
+//! The spawn-join lesson does these steps by hand first, then uses these helpers; its
+//! chapter includes this file's anchored parts. Later lessons start children with them.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::panic::AssertUnwindSafe;
+use std::process::Command;
+
+use anyhow::Context;
+use nix::sys::prctl;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
+
+// ANCHOR: exitcode
+/// Python's `Process.exitcode`: the status the child exited with, or minus the number of
+/// the signal that killed it (`-9` for SIGKILL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitCode(pub i32);
+
+impl ExitCode {
+    /// Read a status from `waitpid`: a normal exit, or death by a signal.
+    pub fn of(status: WaitStatus) -> ExitCode {
+        match status {
+            WaitStatus::Exited(_, code) => ExitCode(code),
+            WaitStatus::Signaled(_, signal, _core_dumped) => ExitCode(-(signal as i32)),
+            other => panic!("waitpid without WUNTRACED/WCONTINUED reports exits only, got {other:?}"),
+        }
+    }
+}
+
+impl fmt::Display for ExitCode {
+    /// `3`, or `-9 (SIGKILL)`: the number Python shows, and the signal's name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Signal::try_from(-self.0) {
+            Ok(signal) if self.0 < 0 => write!(f, "{} ({signal})", self.0),
+            _ => write!(f, "{}", self.0),
+        }
+    }
+}
+// ANCHOR_END: exitcode
+
+impl From<std::process::ExitStatus> for ExitCode {
+    fn from(status: std::process::ExitStatus) -> ExitCode {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitCode(code),
+            (None, Some(signal)) => ExitCode(-signal),
+            (None, None) => unreachable!("a waited-for child either exited or was killed"),
+        }
+    }
+}
+
+// ANCHOR: fork_child
+/// Fork. The child runs `work` and exits with the code it returns (101 if it panics);
+/// it never returns from here. The parent gets the child's pid.
+///
+/// Call it from the main thread of a single-threaded program: only the calling thread
+/// exists in the child, and the child dies with the thread that forked it.
+pub fn fork_child(work: impl FnOnce() -> i32) -> anyhow::Result<Pid> {
+    // Output still in the buffer would be copied into the child and printed twice.
+    std::io::stdout().flush().context("flush stdout before fork")?;
+    let parent = getpid();
+    // SAFETY: the caller is single-threaded, so the child's copy of memory is consistent.
+    match unsafe { fork() }.context("fork a child")? {
+        ForkResult::Parent { child } => Ok(child),
+        ForkResult::Child => {
+            // If the parent dies, the kernel kills this child too: no orphans. The parent
+            // may already have died before this line; then its pid is gone from getppid.
+            if prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != parent {
+                exit_now(1);
+            }
+            // A panic must not unwind out of here: the parent's code is in this copy too.
+            let code = std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or(101);
+            let _ = std::io::stdout().flush();
+            // _exit, not exit: this copy must not run the parent's exit handlers.
+            exit_now(code)
+        }
+    }
+}
+
+/// Wait for a child to end and return its exit code: Python's `join()` then `exitcode`.
+pub fn join(child: Pid) -> anyhow::Result<ExitCode> {
+    let status = waitpid(child, None).with_context(|| format!("wait for child {child}"))?;
+    Ok(ExitCode::of(status))
+}
+// ANCHOR_END: fork_child
+
+/// End this process now with `code`, without flushing buffers, running destructors or
+/// exit handlers: in a forked child those belong to the parent's copy. (`_exit(2)`)
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it ends the process and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+// ANCHOR: spawn_self
+/// This same program, to be started as a child with `--child ROLE ARGS...`: Python's
+/// "spawn" start method, which runs a fresh interpreter instead of copying this one.
+pub fn spawn_self(role: &[&str]) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("find this program's executable")?;
+    let mut command = Command::new(exe);
+    command.arg("--child").args(role);
+    // SAFETY: prctl is async-signal-safe, as code between fork and exec must be.
+    unsafe {
+        command.pre_exec(|| {
+            // As in fork_child: the child dies with its parent, never left behind.
+            prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    Ok(command)
+}
+// ANCHOR_END: spawn_self
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_read_like_python() {
+        let pid = Pid::from_raw(1);
+        assert_eq!(ExitCode::of(WaitStatus::Exited(pid, 3)).to_string(), "3");
+        let killed = WaitStatus::Signaled(pid, Signal::SIGKILL, false);
+        assert_eq!(ExitCode::of(killed).to_string(), "-9 (SIGKILL)");
+        assert_eq!(ExitCode::from(std::process::ExitStatus::from_raw(15)).to_string(), "-15 (SIGTERM)");
+        assert_eq!(ExitCode::from(std::process::ExitStatus::from_raw(3 << 8)), ExitCode(3));
+    }
+}

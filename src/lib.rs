@@ -1,0 +1,1 @@
+//! forklore: the workspace-wide tests live in tests/; this crate has no code.
