@@ -229,7 +229,9 @@ fn rows(records: &[Record]) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 per(r.max_s),
             ];
             if with_bytes {
-                row.push(r.bytes.map_or(String::new(), |b| format!("{:.0}", b as f64 / r.median_s / 1048576.0)));
+                row.push(
+                    r.bytes.map_or(String::new(), |b| format!("{:.0}", b as f64 / r.median_s / 1048576.0)),
+                );
             }
             row.push(ratio(r, records));
             row
