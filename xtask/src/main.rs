@@ -1,1 +1,138 @@
-fn main() {}
+//! forklore's repo commands (`cargo xtask <command>`, an alias in .cargo/config.toml):
+//!
+//! - `cargo xtask book`: build the book into book/build with mdBook's own library, so
+//!   nothing needs installing; open book/build/index.html.
+//! - `cargo xtask measure [LESSON...] [--runs N]`: run every lesson's (or the named ones')
+//!   `--measure --json` in release mode on this machine, and write its records and its
+//!   table, stamped with machine and date, under book/src/measured/.
+
+use std::process::{Command, ExitCode, Stdio};
+
+use lesson_kit::machine::Machine;
+use lesson_kit::measure::parse_records;
+
+const USAGE: &str = "\
+Usage: cargo xtask book
+       cargo xtask measure [LESSON...] [--runs N]
+
+  book      build the book into book/build (open book/build/index.html)
+  measure   re-measure lessons in release mode on this machine and regenerate their
+            tables under book/src/measured/ (all lessons unless some are named)";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Problem::Usage(message)) => {
+            eprintln!("xtask: {message}\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Problem::Failed(message)) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Problem {
+    Usage(String),
+    Failed(String),
+}
+
+fn run() -> Result<(), Problem> {
+    use lexopt::prelude::*;
+    let usage = |e: lexopt::Error| Problem::Usage(e.to_string());
+    let mut parser = lexopt::Parser::from_env();
+    let command = match parser.next().map_err(usage)? {
+        Some(Value(command)) => command.string().map_err(usage)?,
+        Some(Short('h') | Long("help")) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Some(other) => return Err(Problem::Usage(other.unexpected().to_string())),
+        None => return Err(Problem::Usage("which command?".into())),
+    };
+    let mut lessons = Vec::new();
+    let mut runs = None;
+    while let Some(arg) = parser.next().map_err(usage)? {
+        match arg {
+            Long("runs") if command == "measure" => {
+                runs = Some(parser.value().map_err(usage)?.string().map_err(usage)?)
+            }
+            Value(lesson) if command == "measure" => lessons.push(lesson.string().map_err(usage)?),
+            other => return Err(Problem::Usage(other.unexpected().to_string())),
+        }
+    }
+    match command.as_str() {
+        "book" => book(),
+        "measure" => measure(lessons, runs),
+        other => Err(Problem::Usage(format!("unknown command {other:?}"))),
+    }
+}
+
+fn book() -> Result<(), Problem> {
+    let root = forklore::root().join("book");
+    let book =
+        mdbook_driver::MDBook::load(&root).map_err(|e| Problem::Failed(format!("load the book: {e:#}")))?;
+    book.build().map_err(|e| Problem::Failed(format!("build the book: {e:#}")))?;
+    println!("built the book: open {}", book.build_dir_for("html").join("index.html").display());
+    Ok(())
+}
+
+fn measure(mut lessons: Vec<String>, runs: Option<String>) -> Result<(), Problem> {
+    let all = forklore::lessons();
+    if lessons.is_empty() {
+        lessons = all.clone();
+    }
+    if let Some(unknown) = lessons.iter().find(|l| !all.contains(l)) {
+        return Err(Problem::Usage(format!(
+            "no lesson named {unknown:?}; the lessons are {}",
+            all.join(", ")
+        )));
+    }
+    let machine = Machine::detect();
+    eprintln!("measuring on {machine}");
+    for lesson in &lessons {
+        let package = format!("lesson-{lesson}");
+        eprintln!("== {package}");
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", &package])
+            .current_dir(forklore::root())
+            .status()
+            .map_err(|e| Problem::Failed(format!("run cargo build: {e}")))?;
+        if !built.success() {
+            return Err(Problem::Failed(format!("cargo build --release -p {package} failed")));
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| forklore::root().join("target"));
+        let mut command = Command::new(target.join("release").join(&package));
+        command.args(["--measure", "--json"]);
+        if let Some(runs) = &runs {
+            command.args(["--runs", runs]);
+        }
+        let output = command
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| Problem::Failed(format!("run {package}: {e}")))?;
+        if !output.status.success() {
+            return Err(Problem::Failed(format!("{package} --measure --json failed: {}", output.status)));
+        }
+        let jsonl = String::from_utf8_lossy(&output.stdout);
+        let records = parse_records(&jsonl).map_err(Problem::Failed)?;
+        let page = forklore::measured_page(lesson, &machine, &records);
+        write(&forklore::measured(lesson, "jsonl"), &jsonl)?;
+        write(&forklore::measured(lesson, "md"), &page)?;
+        println!("{page}");
+    }
+    Ok(())
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), Problem> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Problem::Failed(format!("create {}: {e}", dir.display())))?;
+    }
+    std::fs::write(path, text).map_err(|e| Problem::Failed(format!("write {}: {e}", path.display())))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}

@@ -1,1 +1,211 @@
-fn main() {}
+//! lesson-spawn-join: start a child process, wait for it, and read how it ended.
+//!
+//! Python's `Process(target=f, args=(...))`, `start()`, `join()`, `pid`, `is_alive()`,
+//! `kill()`, `terminate()` and `exitcode`, with real processes: first fork and waitpid by
+//! hand, then the kit's `fork_child` and `join` (Python's "fork" start method), and the
+//! program re-executing itself (Python's "spawn" start method).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kit::proc::{ExitCode, exit_now, fork_child, join, spawn_self};
+use kit::{Args, Bench, Case, Lesson};
+use lesson_kit as kit;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid, pause};
+
+const LESSON: Lesson = Lesson {
+    name: "spawn-join",
+    about: "Start child processes and wait for them, as Python's Process does with start(), join(), \
+            is_alive() and exitcode: fork by hand, then with the kit's helpers, then by running this \
+            program again (the \"spawn\" start method); kill and terminate a child; read exit codes; \
+            and see two sleeping children finish together.",
+    python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/spawn_join.py"),
+};
+
+/// The measured baseline: the bare system calls under every other case.
+const FLOOR: &str = "fork+_exit+waitpid (floor)";
+
+fn main() -> anyhow::Result<()> {
+    let args = LESSON.args();
+    // ANCHOR: child_role
+    // Started again by spawn_self as `--child ROLE ARGS...`: play that role and end.
+    if let Some(role) = &args.child {
+        return child(role);
+    }
+    // ANCHOR_END: child_role
+    if args.measure {
+        return measure(&args);
+    }
+
+    // ANCHOR: fork
+    println!("1. fork: the child starts as a copy of this process");
+    // Anything still in stdout's buffer would be copied into the child and printed twice.
+    std::io::stdout().flush().context("flush stdout before fork")?;
+    // SAFETY: this program has one thread, so the child's copy of memory is consistent.
+    match unsafe { fork() }.context("fork a child")? {
+        ForkResult::Child => {
+            // Only the child runs this branch. It must end here, with _exit: returning
+            // would run the parent's code below a second time, in the child.
+            let code = if greet("bob").is_ok() { 0 } else { 1 };
+            exit_now(code)
+        }
+        ForkResult::Parent { child } => {
+            // join(): block until the child has ended, and read how it ended.
+            let status = waitpid(child, None).context("wait for the child")?;
+            println!("   parent: joined child pid {child}, exitcode {}", ExitCode::of(status));
+        }
+    }
+    // ANCHOR_END: fork
+    // From here on: kit::proc::fork_child and join are the steps above, plus two safety
+    // nets: a panic in the child never unwinds into the parent's code, and the child dies
+    // if the parent does (PDEATHSIG).
+
+    // ANCHOR: spawn
+    println!("2. spawn: the child is this program, started again");
+    // A fresh process runs this program from the top, with `--child greet alice`.
+    let mut child = spawn_self(&["greet", "alice"])?.spawn().context("start this program as a child")?;
+    let status = child.wait().context("wait for the child")?;
+    println!("   parent: joined child pid {}, exitcode {}", child.id(), ExitCode::from(status));
+    // ANCHOR_END: spawn
+
+    // ANCHOR: is_alive
+    println!("3. is_alive, kill and terminate");
+    // This child waits forever, so it is surely alive when we ask.
+    let child = fork_child(wait_forever)?;
+    let mut exitcode = None; // Python's p.exitcode: None until we know how the child ended
+    println!("   child pid {child} waits for a signal: is_alive {}", is_alive(child, &mut exitcode)?);
+    kill(child, Signal::SIGKILL).context("kill the child")?; // p.kill()
+    let code = join(child)?;
+    exitcode = Some(code);
+    println!("   after kill and join: exitcode {code}, is_alive {}", is_alive(child, &mut exitcode)?);
+    // join reaped the child, so the kernel has forgotten it: only the code we kept is left.
+    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+        Err(Errno::ECHILD) => println!("   waitpid on it again: ECHILD, no such child any more"),
+        other => anyhow::bail!("waitpid on a reaped child gave {other:?}, not ECHILD"),
+    }
+
+    let child = fork_child(wait_forever)?;
+    kill(child, Signal::SIGTERM).context("terminate the child")?; // p.terminate()
+    println!("   child pid {child} after terminate and join: exitcode {}", join(child)?);
+    // ANCHOR_END: is_alive
+
+    // ANCHOR: exit_codes
+    println!("4. exit codes");
+    let child = fork_child(|| 3)?; // sys.exit(3)
+    println!("   a child that returns 3: exitcode {}", join(child)?);
+    // fork_child catches the panic and exits with 101. This child's hook prints the panic
+    // on stderr without a backtrace (Python prints the traceback there too).
+    let child = fork_child(|| {
+        std::panic::set_hook(Box::new(|panic| eprintln!("child {panic}")));
+        panic!("the child gave up")
+    })?;
+    println!("   a child that panics: exitcode {}", join(child)?);
+    // ANCHOR_END: exit_codes
+
+    // ANCHOR: two_sleepers
+    println!("5. two children that each sleep 500 ms");
+    let nap = || {
+        std::thread::sleep(Duration::from_millis(500));
+        0
+    };
+    let start = Instant::now();
+    // Start both before joining either: they sleep at the same time.
+    let first = fork_child(nap)?;
+    let second = fork_child(nap)?;
+    let (first_code, second_code) = (join(first)?, join(second)?);
+    let took = start.elapsed();
+    println!("   exitcodes {first_code} and {second_code}");
+    println!("   both joined after {}", kit::measure::duration(took.as_secs_f64()));
+    // ANCHOR_END: two_sleepers
+    Ok(())
+}
+
+// ANCHOR: greet
+/// What the children do in sections 1 and 2: say hello, from their own pid.
+fn greet(name: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "   hello {name} from the child, pid {}", getpid())?;
+    // A forked child ends with _exit, which does not flush: flush now.
+    out.flush()
+}
+// ANCHOR_END: greet
+
+/// The child of section 3: it ends only when a signal ends it.
+fn wait_forever() -> i32 {
+    loop {
+        pause(); // sleep until a signal arrives
+    }
+}
+
+// ANCHOR: child
+/// The child's side of "spawn": this program, started again with `--child ROLE ARGS...`.
+fn child(role: &[String]) -> anyhow::Result<()> {
+    let role: Vec<&str> = role.iter().map(String::as_str).collect();
+    match role.as_slice() {
+        ["greet", name] => greet(name).context("print the greeting"),
+        ["noop"] => Ok(()),
+        _ => anyhow::bail!("unknown child role {role:?}"),
+    }
+}
+// ANCHOR_END: child
+
+// ANCHOR: is_alive_fn
+/// Python's `is_alive()`. `exitcode` is what we know of how the child ended (Python's
+/// `p.exitcode`); once it is known the child is gone. Otherwise ask the kernel without
+/// waiting (WNOHANG); if the child has ended, that call reaps it, so keep its code.
+fn is_alive(child: Pid, exitcode: &mut Option<ExitCode>) -> anyhow::Result<bool> {
+    if exitcode.is_none() {
+        match waitpid(child, Some(WaitPidFlag::WNOHANG)).context("ask whether the child is alive")? {
+            WaitStatus::StillAlive => {}
+            ended => *exitcode = Some(ExitCode::of(ended)),
+        }
+    }
+    Ok(exitcode.is_none())
+}
+// ANCHOR_END: is_alive_fn
+
+// ANCHOR: measure
+/// Start and join many children, three ways, and Python's two start methods.
+fn measure(args: &Args) -> anyhow::Result<()> {
+    let mut bench = Bench::new(&LESSON, args, "start and join one child process");
+    let forks = args.pick(2000, 20);
+    let spawns = args.pick(200, 5);
+
+    bench.run(Case::new(FLOOR).ops(forks), || {
+        for _ in 0..forks {
+            // SAFETY: single-threaded, and the child only calls _exit.
+            match unsafe { fork() }.context("fork a child")? {
+                ForkResult::Child => exit_now(0),
+                ForkResult::Parent { child } => {
+                    waitpid(child, None).context("wait for the child")?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+
+    bench.run(Case::new("fork_child+join").ops(forks).vs(FLOOR), || {
+        for _ in 0..forks {
+            let code = join(fork_child(|| 0)?)?;
+            anyhow::ensure!(code == ExitCode(0), "a child exited with {code}");
+        }
+        Ok(())
+    })?;
+
+    bench.run(Case::new("spawn_self+wait (re-exec)").ops(spawns).vs(FLOOR), || {
+        for _ in 0..spawns {
+            let status = spawn_self(&["noop"])?.status().context("run this program as a child")?;
+            anyhow::ensure!(status.success(), "a child exited with {}", ExitCode::from(status));
+        }
+        Ok(())
+    })?;
+
+    bench.python()?;
+    bench.finish();
+    Ok(())
+}
+// ANCHOR_END: measure

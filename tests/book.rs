@@ -1,0 +1,237 @@
+//! The book: every lesson has a chapter in SUMMARY.md; every `{{#include}}` names a file and
+//! anchor that exist; code and output are only ever included, never pasted; the book builds,
+//! and its rendered HTML really holds every included line (mdBook logs an error for a
+//! missing file and renders an empty block for a missing anchor, yet exits 0); and each
+//! measured table is exactly what `cargo xtask measure` makes of the records beside it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use regex::Regex;
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = vec![
+        Trial::test("summary-lists-every-lesson", summary_lists_every_lesson),
+        Trial::test("includes-resolve", includes_resolve),
+        Trial::test("code-is-included-not-pasted", code_is_included_not_pasted),
+        Trial::test("rendered-html-holds-includes", rendered_html_holds_includes),
+    ];
+    for lesson in forklore::lessons() {
+        trials.push(Trial::test(format!("measured-table::{lesson}"), move || measured_table(&lesson)));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn book_src() -> PathBuf {
+    forklore::root().join("book/src")
+}
+
+/// Every Markdown page of the book, with its text.
+fn pages() -> Vec<(PathBuf, String)> {
+    let mut pages = Vec::new();
+    let mut dirs = vec![book_src()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap().filter_map(|e| e.ok()) {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                let text = fs::read_to_string(&path).unwrap();
+                pages.push((path, text));
+            }
+        }
+    }
+    pages.sort();
+    pages
+}
+
+/// One `{{#include path:spec}}` of a page.
+struct Include {
+    file: PathBuf,
+    /// `None` for the whole file; an anchor name; or a line range like `4:` or `2:10`.
+    spec: Option<String>,
+}
+
+fn includes(page: &Path, text: &str) -> Vec<Include> {
+    let re = Regex::new(r"\{\{#(?:include|rustdoc_include)\s+([^}:\s]+)(?::([^}\s]*))?\s*\}\}").unwrap();
+    re.captures_iter(text)
+        .map(|c| Include {
+            file: page.parent().unwrap().join(&c[1]),
+            spec: c.get(2).map(|m| m.as_str().to_string()).filter(|s| !s.is_empty()),
+        })
+        .collect()
+}
+
+/// The lines an include brings in, the way mdBook takes them.
+fn included_lines(inc: &Include) -> Result<Vec<String>, String> {
+    let text = fs::read_to_string(&inc.file).map_err(|e| format!("{}: {e}", inc.file.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let taken: Vec<&str> = match inc.spec.as_deref() {
+        None => lines,
+        Some(spec) if spec.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
+            let (from, to) = spec.split_once(':').unwrap_or((spec, spec));
+            let from: usize = from.parse().map_err(|_| format!("bad line range {spec}"))?;
+            let to: usize =
+                if to.is_empty() { lines.len() } else { to.parse().map_err(|_| format!("bad {spec}"))? };
+            lines.get(from.saturating_sub(1)..to.min(lines.len())).unwrap_or(&[]).to_vec()
+        }
+        Some(anchor) => {
+            let start = Regex::new(&format!(r"ANCHOR:\s*{}\b", regex::escape(anchor))).unwrap();
+            let end = Regex::new(&format!(r"ANCHOR_END:\s*{}\b", regex::escape(anchor))).unwrap();
+            let begin = lines.iter().position(|l| start.is_match(l));
+            let finish = lines.iter().position(|l| end.is_match(l));
+            match (begin, finish) {
+                (Some(b), Some(f)) if b < f => lines[b + 1..f].to_vec(),
+                _ => {
+                    return Err(format!(
+                        "{} has no ANCHOR/ANCHOR_END pair named {anchor:?}",
+                        inc.file.display()
+                    ));
+                }
+            }
+        }
+    };
+    Ok(taken
+        .into_iter()
+        .filter(|l| !l.contains("ANCHOR:") && !l.contains("ANCHOR_END:"))
+        .map(String::from)
+        .collect())
+}
+
+fn summary_lists_every_lesson() -> Result<(), Failed> {
+    let summary = fs::read_to_string(book_src().join("SUMMARY.md"))?;
+    let missing: Vec<String> = forklore::lessons()
+        .into_iter()
+        .filter(|lesson| {
+            !summary.contains(&format!("({lesson}.md)")) || !book_src().join(format!("{lesson}.md")).is_file()
+        })
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("lessons without a chapter book/src/<name>.md listed in SUMMARY.md: {missing:?}").into())
+    }
+}
+
+fn includes_resolve() -> Result<(), Failed> {
+    let mut problems = Vec::new();
+    for (page, text) in pages() {
+        for inc in includes(&page, &text) {
+            match included_lines(&inc) {
+                Ok(lines) if lines.iter().all(|l| l.trim().is_empty()) => {
+                    problems.push(format!("{}: includes nothing from {}", page.display(), inc.file.display()))
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{}: {e}", page.display())),
+            }
+        }
+    }
+    // Every lesson's chapter includes its code, its Python twin, its verified output and
+    // its measured table.
+    for lesson in forklore::lessons() {
+        let chapter = book_src().join(format!("{lesson}.md"));
+        let text = fs::read_to_string(&chapter).unwrap_or_default();
+        for needed in [
+            format!("lessons/{lesson}/src/main.rs:"),
+            format!("lessons/{lesson}/python/"),
+            format!("lessons/{lesson}/output.snap"),
+            format!("measured/{lesson}.md"),
+        ] {
+            if !text.contains(&needed) {
+                problems.push(format!("{}: includes nothing from {needed}", chapter.display()));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+fn code_is_included_not_pasted() -> Result<(), Failed> {
+    // Code and output blocks hold only includes; console blocks hold the commands to type.
+    let fence = Regex::new(r"(?ms)^```(\w*)[^\n]*\n(.*?)^```").unwrap();
+    let mut problems = Vec::new();
+    for (page, text) in pages() {
+        for block in fence.captures_iter(&text) {
+            let (lang, body) = (&block[1], &block[2]);
+            let pasted = match lang {
+                "console" | "sh" | "bash" => {
+                    body.lines().any(|l| !l.trim().is_empty() && !l.starts_with("$ "))
+                }
+                _ => body.lines().any(|l| !l.trim().is_empty() && !l.trim().starts_with("{{#include")),
+            };
+            if pasted {
+                problems.push(format!("{}: a ```{lang} block holds pasted text:\n{body}", page.display()));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+fn html_escape(line: &str) -> String {
+    line.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn rendered_html_holds_includes() -> Result<(), Failed> {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("book");
+    let _ = fs::remove_dir_all(&out);
+    let mut book =
+        mdbook_driver::MDBook::load(forklore::root().join("book")).map_err(|e| format!("{e:#}"))?;
+    book.config.build.build_dir = out.clone();
+    book.build().map_err(|e| format!("the book does not build: {e:#}"))?;
+
+    let mut problems = Vec::new();
+    for (page, text) in pages() {
+        let relative = page.strip_prefix(book_src()).unwrap().with_extension("html");
+        if relative.starts_with("measured") {
+            continue; // included into chapters, not pages of their own
+        }
+        let Ok(html) = fs::read_to_string(out.join(&relative)) else {
+            problems.push(format!("{} was not rendered (is it in SUMMARY.md?)", relative.display()));
+            continue;
+        };
+        for inc in includes(&page, &text) {
+            let Ok(lines) = included_lines(&inc) else { continue }; // reported by includes-resolve
+            // Every included line appears in the page, in order.
+            let mut at = 0;
+            for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+                let candidates = [html_escape(line), line.to_string()];
+                match candidates.iter().find_map(|c| html[at..].find(c.as_str()).map(|i| at + i + c.len())) {
+                    Some(next) => at = next,
+                    None => {
+                        problems.push(format!(
+                            "{}: the rendered page lacks this line of {}: {line:?}",
+                            relative.display(),
+                            inc.file.display()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+fn measured_table(lesson: &str) -> Result<(), Failed> {
+    let page_path = forklore::measured(lesson, "md");
+    let page = fs::read_to_string(&page_path)
+        .map_err(|e| format!("{}: {e}; run `cargo xtask measure {lesson}`", page_path.display()))?;
+    let records = fs::read_to_string(forklore::measured(lesson, "jsonl"))?;
+    let records = lesson_kit::measure::parse_records(&records)?;
+    let (stamp, table) = forklore::split_measured_page(&page)
+        .ok_or_else(|| format!("{}: not a page made by `cargo xtask measure`", page_path.display()))?;
+    if !(stamp.starts_with("Measured on ") && stamp.contains("CPU") && stamp.contains(" on 20")) {
+        return Err(
+            format!("{}: the stamp does not say machine and date: {stamp}", page_path.display()).into()
+        );
+    }
+    if table != lesson_kit::measure::markdown_table(&records) {
+        return Err(format!(
+            "{}: the table is not what `cargo xtask measure` makes of {lesson}.jsonl (edited by hand?)",
+            page_path.display()
+        )
+        .into());
+    }
+    Ok(())
+}

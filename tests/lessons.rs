@@ -1,0 +1,144 @@
+//! Every lesson, found at run time, checked the same way (adding a lesson edits no test):
+//!
+//! - `output`: the default run exits 0, leaves nothing behind, and its stdout, with pids
+//!   and measured durations redacted, matches `lessons/<name>/output.snap` (insta), the file
+//!   the lesson's chapter includes;
+//! - `ctrl-c`: SIGINT to the whole process group mid-run (a reader's Ctrl-C) leaves nothing;
+//! - `options`: `--help` works; a bad option is one line on stderr and exit status 2;
+//! - `measure`: `--measure --quick --json` prints valid records, one per line, whose cases
+//!   are the ones in the book's measured table, and leaves nothing behind.
+//!
+//! Review a changed snapshot with `cargo insta review` (or read the `.snap.new` beside it)
+//! before accepting it; `INSTA_UPDATE=always cargo test --test lessons` rewrites them all.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use lesson_kit::measure::{Record, parse_records};
+use libtest_mimic::{Arguments, Failed, Trial};
+use support::{Ending, binary, run};
+
+/// What varies from run to run, and what the snapshot shows instead.
+const REDACTIONS: [(&str, &str); 2] = [
+    // A process id: `pid 4242`.
+    (r"\bpid \d+", "pid [pid]"),
+    // A measured duration, as lesson_kit::measure::duration prints it: `0.503 s`, `8.41 µs`.
+    // Constants in lesson output have no decimal point ("500 ms"), so they stay.
+    (r"\b\d+\.\d+ (ns|µs|ms|s)\b", "[time]"),
+];
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    for lesson in forklore::lessons() {
+        let l = lesson.clone();
+        trials.push(Trial::test(format!("{lesson}::output"), move || output(&l)));
+        let l = lesson.clone();
+        trials.push(Trial::test(format!("{lesson}::ctrl-c"), move || ctrl_c(&l)));
+        let l = lesson.clone();
+        trials.push(Trial::test(format!("{lesson}::options"), move || options(&l)));
+        let l = lesson.clone();
+        trials.push(Trial::test(format!("{lesson}::measure"), move || measure(&l)));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn check(ok: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
+    if ok { Ok(()) } else { Err(message().into()) }
+}
+
+fn output(lesson: &str) -> Result<(), Failed> {
+    let result = run(&binary(lesson), &[], Ending::Natural);
+    check(result.status.success() && result.leftovers.is_empty(), || {
+        format!("lesson-{lesson} should exit 0 and leave nothing: {}", result.describe())
+    })?;
+    let transcript = format!("$ cargo run -p lesson-{lesson}\n{}", result.stdout);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(forklore::root().join("lessons").join(lesson));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    for (pattern, replacement) in REDACTIONS {
+        settings.add_filter(pattern, replacement);
+    }
+    settings.bind(|| insta::assert_snapshot!("output", transcript));
+    Ok(())
+}
+
+fn ctrl_c(lesson: &str) -> Result<(), Failed> {
+    for after_ms in [50, 300] {
+        let result = run(&binary(lesson), &[], Ending::CtrlCAfter(Duration::from_millis(after_ms)));
+        check(support::ended_by_ctrl_c_or_itself(&result.status) && result.leftovers.is_empty(), || {
+            format!("Ctrl-C after {after_ms} ms: lesson-{lesson} left something: {}", result.describe())
+        })?;
+    }
+    Ok(())
+}
+
+fn options(lesson: &str) -> Result<(), Failed> {
+    let help = run(&binary(lesson), &["--help"], Ending::Natural);
+    check(
+        help.status.success() && help.stdout.contains("Usage:") && help.stdout.contains("--measure"),
+        || format!("--help should print usage and exit 0: {}", help.describe()),
+    )?;
+    for bad in [&["--bogus"][..], &["--runs", "0"], &["--json"], &["--measure", "--runs"]] {
+        let result = run(&binary(lesson), bad, Ending::Natural);
+        check(
+            result.status.code() == Some(2)
+                && result.stdout.is_empty()
+                && result.stderr.lines().count() == 1
+                && result.stderr.starts_with(&format!("lesson-{lesson}: "))
+                && result.leftovers.is_empty(),
+            || format!("{bad:?} should give one line on stderr and exit 2: {}", result.describe()),
+        )?;
+    }
+    Ok(())
+}
+
+fn measure(lesson: &str) -> Result<(), Failed> {
+    let result = run(&binary(lesson), &["--measure", "--quick", "--json"], Ending::Natural);
+    check(result.status.success() && result.leftovers.is_empty(), || {
+        format!("--measure --quick --json should exit 0 and leave nothing: {}", result.describe())
+    })?;
+    let records = parse_records(&result.stdout)?;
+    check(!records.is_empty(), || "--measure --json printed no records".into())?;
+    let names: Vec<&str> = records.iter().map(|r| r.case.as_str()).collect();
+    for r in &records {
+        check(r.lesson == lesson && ["rust", "python"].contains(&r.implementation.as_str()), || {
+            format!("a record names the wrong lesson or impl: {r:?}")
+        })?;
+        check(r.ops > 0 && r.runs > 0 && r.min_s <= r.median_s && r.median_s <= r.max_s, || {
+            format!("a record's numbers do not add up: {r:?}")
+        })?;
+        check(r.baseline.as_deref().is_none_or(|b| names.contains(&b)), || {
+            format!("case {:?} is compared with a case that was not measured: {:?}", r.case, r.baseline)
+        })?;
+    }
+    check(names.iter().collect::<BTreeSet<_>>().len() == names.len(), || {
+        format!("duplicate cases: {names:?}")
+    })?;
+    let python_ran = records.iter().any(|r| r.implementation == "python");
+    check(python_ran || lesson_kit::python::find().is_none(), || {
+        "python3 is here, but --measure ran no Python case".into()
+    })?;
+
+    // The book's table must hold the cases this command measures: regenerating it with
+    // `cargo xtask measure` may change numbers, machine and date, nothing else.
+    let path = forklore::measured(lesson, "jsonl");
+    let committed = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}; run `cargo xtask measure {lesson}`", path.display()))?;
+    let committed = parse_records(&committed)?;
+    let key = |r: &Record| (r.case.clone(), r.implementation.clone(), r.baseline.clone(), r.bytes.is_some());
+    let now: BTreeSet<_> =
+        records.iter().filter(|r| python_ran || r.implementation == "rust").map(key).collect();
+    let book: BTreeSet<_> =
+        committed.iter().filter(|r| python_ran || r.implementation == "rust").map(key).collect();
+    check(now == book, || {
+        format!(
+            "{} is stale: its cases differ from what --measure measures now; run `cargo xtask measure {lesson}`\n\
+             now:  {now:?}\nbook: {book:?}",
+            path.display()
+        )
+    })
+}

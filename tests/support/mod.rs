@@ -1,0 +1,213 @@
+//! Running a lesson binary the way a reader would, and checking that it cleaned up.
+//!
+//! Lessons fork; tests never do (DESIGN.md): they run the built binaries. This test
+//! process makes itself a *child subreaper*, so any process a lesson leaves behind, alive
+//! or a zombie, is re-parented to us when the lesson exits, and we can see it.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, getpid};
+
+/// How long a lesson may run in a debug build on a busy 2-core machine.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The built binary of `lesson-<name>`, built once per test process (dev profile).
+pub fn binary(lesson: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(lesson.to_string())
+        .or_insert_with(|| {
+            let package = format!("lesson-{lesson}");
+            let run = escargot::CargoBuild::new()
+                .package(&package)
+                .bin(&package)
+                .manifest_path(forklore::root().join("Cargo.toml"))
+                .run()
+                .unwrap_or_else(|e| panic!("cargo build -p {package} failed: {e}"));
+            run.path().to_path_buf()
+        })
+        .clone()
+}
+
+/// What one supervised run gave.
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// Everything the run left behind: processes, files. Empty when it cleaned up.
+    pub leftovers: Vec<String>,
+}
+
+impl Run {
+    /// `lesson-x: exit status 0, 0 leftovers` for failure messages, with stderr.
+    pub fn describe(&self) -> String {
+        format!(
+            "status {:?}, leftovers {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.leftovers, self.stdout, self.stderr
+        )
+    }
+}
+
+/// How a supervised run ends.
+pub enum Ending {
+    /// Let it run to the end.
+    Natural,
+    /// After this long, do what a terminal does on Ctrl-C: SIGINT to the whole process group.
+    CtrlCAfter(Duration),
+}
+
+/// Run `binary args` with a fresh, empty TMPDIR, under a timeout, in its own process group;
+/// then list what it left behind: child processes (re-parented to us), files in its
+/// TMPDIR, new entries in /dev/shm.
+pub fn run(binary: &Path, args: &[&str], ending: Ending) -> Run {
+    // One run at a time: leftovers are attributed to the run that just ended.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    static SUBREAPER: OnceLock<()> = OnceLock::new();
+    SUBREAPER.get_or_init(|| nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper"));
+
+    let tmp = fresh_tmpdir();
+    let shm_before = shm_entries();
+    let mut child = Command::new(binary)
+        .args(args)
+        .env("TMPDIR", &tmp)
+        .env_remove("CARGO_TERM_COLOR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+    let group = Pid::from_raw(child.id() as i32);
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+
+    let mut leftovers = Vec::new();
+    let started = Instant::now();
+    let mut interrupted = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the lesson") {
+            break status;
+        }
+        if let Ending::CtrlCAfter(after) = ending {
+            if !interrupted && started.elapsed() >= after {
+                let _ = killpg(group, Signal::SIGINT);
+                interrupted = true;
+            }
+        }
+        if started.elapsed() > TIMEOUT {
+            leftovers.push(format!("timed out after {TIMEOUT:?}: killed"));
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
+
+    // After Ctrl-C the children die with their parent, a moment later: give them that
+    // moment. After a natural end, nothing may be left at all, not even a zombie.
+    let grace = if interrupted { Duration::from_secs(3) } else { Duration::ZERO };
+    leftovers.extend(leftover_processes(grace, interrupted));
+    leftovers.extend(leftover_files(&tmp));
+    for entry in shm_entries().difference(&shm_before) {
+        leftovers.push(format!("left /dev/shm/{entry}"));
+        let _ = std::fs::remove_file(Path::new("/dev/shm").join(entry));
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Run { status, stdout, stderr, leftovers }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+fn fresh_tmpdir() -> PathBuf {
+    static COUNT: Mutex<u32> = Mutex::new(0);
+    let mut n = COUNT.lock().unwrap_or_else(|e| e.into_inner());
+    *n += 1;
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("run-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a TMPDIR for the run");
+    dir
+}
+
+fn leftover_files(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .map(|entries| {
+            entries.filter_map(|e| e.ok()).map(|e| format!("left {}", e.path().display())).collect()
+        })
+        .unwrap_or_default()
+}
+
+fn shm_entries() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|entries| {
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Our children, from /proc: (pid, state, command line). After a lesson exits, every one
+/// of them is something the lesson left behind.
+fn our_children() -> Vec<(Pid, char, String)> {
+    let me = getpid().as_raw();
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return children };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split at the last ')'.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == me {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string();
+            children.push((Pid::from_raw(pid), state, cmdline));
+        }
+    }
+    children
+}
+
+fn leftover_processes(grace: Duration, zombies_allowed: bool) -> Vec<String> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let children = our_children();
+        let alive: Vec<_> = children.iter().filter(|(_, state, _)| *state != 'Z').collect();
+        if alive.is_empty() || Instant::now() >= deadline {
+            let mut found = Vec::new();
+            for (pid, state, cmdline) in &children {
+                if *state != 'Z' || !zombies_allowed {
+                    let what = if *state == 'Z' { "zombie" } else { "process still running" };
+                    found.push(format!("left a {what}: pid {pid} `{cmdline}`"));
+                }
+                let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
+                let _ = waitpid(*pid, None);
+            }
+            return found;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// True if the run ended by SIGINT, or exited on its own (it may have finished first).
+pub fn ended_by_ctrl_c_or_itself(status: &ExitStatus) -> bool {
+    status.signal() == Some(Signal::SIGINT as i32) || status.code().is_some()
+}
