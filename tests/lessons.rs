@@ -42,7 +42,24 @@ fn main() {
         let l = lesson.clone();
         trials.push(Trial::test(format!("{lesson}::measure"), move || measure(&l)));
     }
+    for (name, script, leak) in SELF_TESTS {
+        trials.push(Trial::test(format!("hygiene-check-catches::{name}"), move || catches(script, leak)));
+    }
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// The hygiene check itself, tested: each script leaves one thing behind, and it must be found.
+const SELF_TESTS: [(&str, &str, &str); 3] = [
+    ("orphan", "sleep 30 & exit 0", "left a process running"),
+    ("temp-file", "touch \"$TMPDIR/forgotten\"", "forgotten"),
+    ("shm-segment", "touch /dev/shm/forklore-selftest-$$", "/dev/shm/forklore-selftest-"),
+];
+
+fn catches(script: &str, leak: &str) -> Result<(), Failed> {
+    let result = run(std::path::Path::new("/bin/sh"), &["-c", script], Ending::Natural);
+    check(result.leftovers.iter().any(|l| l.contains(leak)), || {
+        format!("the hygiene check missed {leak:?}: {}", result.describe())
+    })
 }
 
 fn check(ok: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {

@@ -113,13 +113,12 @@ pub fn run(binary: &Path, args: &[&str], ending: Ending) -> Run {
         }
         thread::sleep(Duration::from_millis(5));
     };
+    // Children die with their parent (PDEATHSIG, or the Ctrl-C that reached the whole
+    // group) a moment later, and helpers exit when their pipes close: give them that moment.
+    leftovers.extend(leftover_processes(Duration::from_secs(3), interrupted));
+    // Only now: a leftover process may hold the output pipes open, and it has been killed.
     let stdout = stdout.join().unwrap();
     let stderr = stderr.join().unwrap();
-
-    // After Ctrl-C the children die with their parent, a moment later: give them that
-    // moment. After a natural end, nothing may be left at all, not even a zombie.
-    let grace = if interrupted { Duration::from_secs(3) } else { Duration::ZERO };
-    leftovers.extend(leftover_processes(grace, interrupted));
     leftovers.extend(leftover_files(&tmp));
     for entry in shm_entries().difference(&shm_before) {
         leftovers.push(format!("left /dev/shm/{entry}"));
@@ -163,43 +162,57 @@ fn shm_entries() -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Our children, from /proc: (pid, state, command line). After a lesson exits, every one
-/// of them is something the lesson left behind.
-fn our_children() -> Vec<(Pid, char, String)> {
+/// One of our children, from /proc. After a lesson exits, every child of ours is something
+/// it left behind (re-parented to us, the subreaper).
+struct Orphan {
+    pid: Pid,
+    state: char,
+    /// The program's name, as the kernel keeps it (15 bytes at most): kept for zombies too.
+    comm: String,
+}
+
+fn our_children() -> Vec<Orphan> {
     let me = getpid().as_raw();
     let mut children = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else { return children };
     for entry in entries.filter_map(|e| e.ok()) {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split at the last ')'.
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        let mut fields = rest.split_whitespace();
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses; split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = stat[open + 1..close].to_string();
+        let mut fields = stat[close + 1..].split_whitespace();
         let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
         let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
         if ppid == me {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ").trim().to_string();
-            children.push((Pid::from_raw(pid), state, cmdline));
+            children.push(Orphan { pid: Pid::from_raw(pid), state, comm });
         }
     }
     children
 }
 
-fn leftover_processes(grace: Duration, zombies_allowed: bool) -> Vec<String> {
+/// What the run left: a process still running after `grace` is an orphan. A zombie of a
+/// lesson binary is a child the lesson never waited for (unless the run was interrupted:
+/// then parent and children die together). A zombie of another program is a helper that
+/// exited by itself just after its parent, like Python's resource tracker: not a leak.
+fn leftover_processes(grace: Duration, interrupted: bool) -> Vec<String> {
     let deadline = Instant::now() + grace;
     loop {
         let children = our_children();
-        let alive: Vec<_> = children.iter().filter(|(_, state, _)| *state != 'Z').collect();
-        if alive.is_empty() || Instant::now() >= deadline {
+        let running = children.iter().any(|c| c.state != 'Z');
+        if !running || Instant::now() >= deadline {
             let mut found = Vec::new();
-            for (pid, state, cmdline) in &children {
-                if *state != 'Z' || !zombies_allowed {
-                    let what = if *state == 'Z' { "zombie" } else { "process still running" };
-                    found.push(format!("left a {what}: pid {pid} `{cmdline}`"));
+            for child in &children {
+                if child.state != 'Z' {
+                    found.push(format!("left a process running: pid {} ({})", child.pid, child.comm));
+                } else if !interrupted && child.comm.starts_with("lesson-") {
+                    found.push(format!(
+                        "left a zombie (never waited for): pid {} ({})",
+                        child.pid, child.comm
+                    ));
                 }
-                let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
-                let _ = waitpid(*pid, None);
+                let _ = nix::sys::signal::kill(child.pid, Signal::SIGKILL);
+                let _ = waitpid(child.pid, None);
             }
             return found;
         }
