@@ -126,6 +126,22 @@ fn includes_resolve() -> Result<(), Failed> {
                 Ok(_) => {}
                 Err(e) => problems.push(format!("{}: {e}", page.display())),
             }
+            // A snapshot is included from its first line after insta's header, whatever
+            // the header's length: the reader sees the output and nothing else.
+            if inc.file.extension().is_some_and(|e| e == "snap") {
+                let text = fs::read_to_string(&inc.file).unwrap_or_default();
+                let header = text.lines().skip(1).position(|l| l == "---").map(|i| i + 2);
+                let wanted = header.map(|h| format!("{}:", h + 1));
+                if wanted.is_none() || inc.spec != wanted {
+                    problems.push(format!(
+                        "{}: include {} from line {} (after insta's header), not {:?}",
+                        page.display(),
+                        inc.file.display(),
+                        wanted.unwrap_or_default(),
+                        inc.spec
+                    ));
+                }
+            }
         }
     }
     // Every lesson's chapter includes its code, its Python twin, its verified output and
@@ -168,8 +184,27 @@ fn code_is_included_not_pasted() -> Result<(), Failed> {
     if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
 }
 
+/// How a line of code appears in mdBook's HTML: `&`, `<` and `>` escaped (quotes are not).
 fn html_escape(line: &str) -> String {
-    line.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    line.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// What must appear in the rendered page for one included line. Code is shown as it is;
+/// an included Markdown page (a measured table) is rendered, so its table cells are looked
+/// for one by one, and its other lines by their plain words.
+fn expected_pieces(inc: &Include, line: &str) -> Vec<String> {
+    if inc.file.extension().is_none_or(|e| e != "md") {
+        return vec![html_escape(line)];
+    }
+    if line.starts_with('|') {
+        if line.starts_with("|---") {
+            return vec![];
+        }
+        return line.trim_matches('|').split('|').map(|cell| html_escape(cell.trim())).collect();
+    }
+    // Prose: its first words, before any Markdown markup.
+    let plain: String = line.chars().take_while(|c| !"`*_[<".contains(*c)).collect();
+    vec![html_escape(plain.trim())].into_iter().filter(|p| !p.is_empty()).collect()
 }
 
 fn rendered_html_holds_includes() -> Result<(), Failed> {
@@ -183,8 +218,8 @@ fn rendered_html_holds_includes() -> Result<(), Failed> {
     let mut problems = Vec::new();
     for (page, text) in pages() {
         let relative = page.strip_prefix(book_src()).unwrap().with_extension("html");
-        if relative.starts_with("measured") {
-            continue; // included into chapters, not pages of their own
+        if relative.starts_with("measured") || relative == Path::new("SUMMARY.html") {
+            continue; // included into chapters, or the table of contents: not pages of their own
         }
         let Ok(html) = fs::read_to_string(out.join(&relative)) else {
             problems.push(format!("{} was not rendered (is it in SUMMARY.md?)", relative.display()));
@@ -194,17 +229,18 @@ fn rendered_html_holds_includes() -> Result<(), Failed> {
             let Ok(lines) = included_lines(&inc) else { continue }; // reported by includes-resolve
             // Every included line appears in the page, in order.
             let mut at = 0;
-            for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
-                let candidates = [html_escape(line), line.to_string()];
-                match candidates.iter().find_map(|c| html[at..].find(c.as_str()).map(|i| at + i + c.len())) {
-                    Some(next) => at = next,
-                    None => {
-                        problems.push(format!(
-                            "{}: the rendered page lacks this line of {}: {line:?}",
-                            relative.display(),
-                            inc.file.display()
-                        ));
-                        break;
+            'lines: for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+                for piece in expected_pieces(&inc, line) {
+                    match html[at..].find(piece.as_str()) {
+                        Some(i) => at += i + piece.len(),
+                        None => {
+                            problems.push(format!(
+                                "{}: the rendered page lacks {piece:?}, from this line of {}: {line:?}",
+                                relative.display(),
+                                inc.file.display()
+                            ));
+                            break 'lines;
+                        }
                     }
                 }
             }

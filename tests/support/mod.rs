@@ -101,11 +101,12 @@ pub fn run(binary: &Path, args: &[&str], ending: Ending) -> Run {
         if let Some(status) = child.try_wait().expect("wait for the lesson") {
             break status;
         }
-        if let Ending::CtrlCAfter(after) = ending {
-            if !interrupted && started.elapsed() >= after {
-                let _ = killpg(group, Signal::SIGINT);
-                interrupted = true;
-            }
+        if let Ending::CtrlCAfter(after) = ending
+            && !interrupted
+            && started.elapsed() >= after
+        {
+            let _ = killpg(group, Signal::SIGINT);
+            interrupted = true;
         }
         if started.elapsed() > TIMEOUT {
             leftovers.push(format!("timed out after {TIMEOUT:?}: killed"));

@@ -53,13 +53,39 @@ impl From<std::process::ExitStatus> for ExitCode {
     }
 }
 
+// ANCHOR: child_exit
+/// What a child's work may return: an exit code, or a `Result` that becomes 0, or 1 after
+/// the error is printed on stderr (as Python prints a target's exception and exits 1).
+pub trait ChildExit {
+    fn exit_code(self) -> i32;
+}
+
+impl ChildExit for i32 {
+    fn exit_code(self) -> i32 {
+        self
+    }
+}
+
+impl ChildExit for anyhow::Result<()> {
+    fn exit_code(self) -> i32 {
+        match self {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("child pid {}: {error:#}", getpid());
+                1
+            }
+        }
+    }
+}
+// ANCHOR_END: child_exit
+
 // ANCHOR: fork_child
-/// Fork. The child runs `work` and exits with the code it returns (101 if it panics);
-/// it never returns from here. The parent gets the child's pid.
+/// Fork. The child runs `work` and exits with the code it returns (see [`ChildExit`]; 101
+/// if it panics); it never returns from here. The parent gets the child's pid.
 ///
 /// Call it from the main thread of a single-threaded program: only the calling thread
 /// exists in the child, and the child dies with the thread that forked it.
-pub fn fork_child(work: impl FnOnce() -> i32) -> anyhow::Result<Pid> {
+pub fn fork_child<R: ChildExit>(work: impl FnOnce() -> R) -> anyhow::Result<Pid> {
     // Output still in the buffer would be copied into the child and printed twice.
     std::io::stdout().flush().context("flush stdout before fork")?;
     let parent = getpid();
@@ -73,7 +99,7 @@ pub fn fork_child(work: impl FnOnce() -> i32) -> anyhow::Result<Pid> {
                 exit_now(1);
             }
             // A panic must not unwind out of here: the parent's code is in this copy too.
-            let code = std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or(101);
+            let code = std::panic::catch_unwind(AssertUnwindSafe(|| work().exit_code())).unwrap_or(101);
             let _ = std::io::stdout().flush();
             // _exit, not exit: this copy must not run the parent's exit handlers.
             exit_now(code)

@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     // This child waits forever, so it is surely alive when we ask.
     let child = fork_child(wait_forever)?;
     let mut exitcode = None; // Python's p.exitcode: None until we know how the child ended
-    println!("   child pid {child} waits for a signal: is_alive {}", is_alive(child, &mut exitcode)?);
+    println!("   child pid {child} waits forever: is_alive {}", is_alive(child, &mut exitcode)?);
     kill(child, Signal::SIGKILL).context("kill the child")?; // p.kill()
     let code = join(child)?;
     exitcode = Some(code);
@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
     println!("   a child that returns 3: exitcode {}", join(child)?);
     // fork_child catches the panic and exits with 101. This child's hook prints the panic
     // on stderr without a backtrace (Python prints the traceback there too).
-    let child = fork_child(|| {
+    let child = fork_child(|| -> i32 {
         std::panic::set_hook(Box::new(|panic| eprintln!("child {panic}")));
         panic!("the child gave up")
     })?;
@@ -116,7 +116,8 @@ fn main() -> anyhow::Result<()> {
     // Start both before joining either: they sleep at the same time.
     let first = fork_child(nap)?;
     let second = fork_child(nap)?;
-    let (first_code, second_code) = (join(first)?, join(second)?);
+    let first_code = join(first)?;
+    let second_code = join(second)?;
     let took = start.elapsed();
     println!("   exitcodes {first_code} and {second_code}");
     println!("   both joined after {}", kit::measure::duration(took.as_secs_f64()));
@@ -134,12 +135,14 @@ fn greet(name: &str) -> std::io::Result<()> {
 }
 // ANCHOR_END: greet
 
+// ANCHOR: wait_forever
 /// The child of section 3: it ends only when a signal ends it.
 fn wait_forever() -> i32 {
     loop {
         pause(); // sleep until a signal arrives
     }
 }
+// ANCHOR_END: wait_forever
 
 // ANCHOR: child
 /// The child's side of "spawn": this program, started again with `--child ROLE ARGS...`.

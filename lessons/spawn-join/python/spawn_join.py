@@ -1,0 +1,133 @@
+"""spawn-join in Python: start a child process, wait for it, and read how it ended.
+
+Process(target=f, args=(...)), start(), join(), pid, is_alive(), kill(), terminate() and
+exitcode, with the "fork" and "spawn" start methods. The Rust lesson beside it
+(lessons/spawn-join/src/main.rs) does the same with fork, waitpid and exec.
+
+Usage: python3 spawn_join.py [--measure [--json] [--runs N] [--quick]]
+"""
+
+import multiprocessing as mp
+import os
+import pathlib
+import signal
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+import lessonkit  # noqa: E402
+
+ABOUT = "Start child processes and wait for them: start(), join(), is_alive(), exitcode."
+# The Rust case that the Python cases are compared with in the merged table.
+FLOOR = "fork+_exit+waitpid (floor)"
+
+
+# ANCHOR: targets
+def greet(name):
+    print(f"   hello {name} from the child, pid {os.getpid()}", flush=True)
+
+
+def wait_forever():
+    while True:
+        signal.pause()  # sleep until a signal arrives
+
+
+def exit_with_3():
+    sys.exit(3)
+
+
+def give_up():
+    raise RuntimeError("the child gave up")
+
+
+def nap():
+    time.sleep(0.5)
+# ANCHOR_END: targets
+
+
+def noop():
+    pass
+
+
+def demo():
+    # ANCHOR: fork
+    print("1. fork: the child starts as a copy of this process")
+    p = mp.get_context("fork").Process(target=greet, args=("bob",))
+    p.start()
+    p.join()
+    print(f"   parent: joined child pid {p.pid}, exitcode {p.exitcode}")
+    # ANCHOR_END: fork
+
+    # ANCHOR: spawn
+    print("2. spawn: the child is a new Python that imports this file")
+    p = mp.get_context("spawn").Process(target=greet, args=("alice",))
+    p.start()
+    p.join()
+    print(f"   parent: joined child pid {p.pid}, exitcode {p.exitcode}")
+    # ANCHOR_END: spawn
+
+    # ANCHOR: is_alive
+    print("3. is_alive, kill and terminate")
+    p = mp.Process(target=wait_forever)
+    p.start()
+    print(f"   child pid {p.pid} waits forever: is_alive {p.is_alive()}")
+    p.kill()
+    p.join()
+    print(f"   after kill and join: exitcode {p.exitcode}, is_alive {p.is_alive()}")
+
+    p = mp.Process(target=wait_forever)
+    p.start()
+    p.terminate()
+    p.join()
+    print(f"   child pid {p.pid} after terminate and join: exitcode {p.exitcode}")
+    # ANCHOR_END: is_alive
+
+    # ANCHOR: exit_codes
+    print("4. exit codes")
+    p = mp.Process(target=exit_with_3)
+    p.start()
+    p.join()
+    print(f"   a child that calls sys.exit(3): exitcode {p.exitcode}")
+    p = mp.Process(target=give_up)  # its traceback goes to stderr
+    p.start()
+    p.join()
+    print(f"   a child that raises: exitcode {p.exitcode}")
+    # ANCHOR_END: exit_codes
+
+    # ANCHOR: two_sleepers
+    print("5. two children that each sleep 500 ms")
+    start = time.perf_counter()
+    sleepers = [mp.Process(target=nap) for _ in range(2)]
+    for p in sleepers:
+        p.start()
+    for p in sleepers:
+        p.join()
+    took = time.perf_counter() - start
+    print(f"   exitcodes {sleepers[0].exitcode} and {sleepers[1].exitcode}")
+    print(f"   both joined after {took:.3f} s")
+    # ANCHOR_END: two_sleepers
+
+
+# ANCHOR: measure
+def measure(args):
+    bench = lessonkit.Bench("spawn-join", args)
+    for method, n in (("fork", lessonkit.pick(args, 200, 5)), ("spawn", lessonkit.pick(args, 20, 2))):
+        context = mp.get_context(method)
+
+        def one_run():
+            for _ in range(n):
+                p = context.Process(target=noop)
+                p.start()
+                p.join()
+
+        bench.run(f"python {method} start+join", one_run, ops=n, baseline=FLOOR)
+    bench.finish()
+# ANCHOR_END: measure
+
+
+if __name__ == "__main__":  # a "spawn" child imports this file: it must not run the demo
+    args = lessonkit.parse_args(ABOUT)
+    if args.measure:
+        measure(args)
+    else:
+        demo()
