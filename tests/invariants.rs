@@ -1,0 +1,86 @@
+//! What each lesson's snapshot cannot show, because redaction hides it: relations between
+//! the values that vary (the child that greets is the child that was joined, every pid is a
+//! different process) and the facts its chapter states, asserted on the real output.
+//! Every lesson also gets the generic checks of tests/lessons.rs, without editing anything.
+
+mod support;
+
+use regex::Regex;
+use support::{Ending, binary, run};
+
+/// The lesson's default run: exit 0, nothing left behind; its stdout.
+fn default_run(lesson: &str) -> String {
+    let result = run(&binary(lesson), &[], Ending::Natural);
+    assert!(result.status.success() && result.leftovers.is_empty(), "{}", result.describe());
+    result.stdout
+}
+
+/// Every pid on the line that matches `pattern` (its first group).
+fn pids(stdout: &str, pattern: &str) -> Vec<u32> {
+    let re = Regex::new(pattern).unwrap();
+    stdout.lines().filter_map(|l| re.captures(l)).map(|c| c[1].parse().unwrap()).collect()
+}
+
+/// The lines appear in this order (others may come between).
+fn in_order(stdout: &str, lines: &[&str]) {
+    let mut rest = stdout;
+    for line in lines {
+        let at = rest.find(line).unwrap_or_else(|| panic!("{line:?} missing or out of order in:\n{stdout}"));
+        rest = &rest[at + line.len()..];
+    }
+}
+
+#[test]
+fn spawn_join() {
+    let out = default_run("spawn-join");
+    // The child that says hello is the one the parent joins, for fork and for spawn.
+    let greeted = pids(&out, r"hello \w+ from the child, pid (\d+)");
+    let joined = pids(&out, r"parent: joined child pid (\d+)");
+    assert_eq!(greeted.len(), 2, "{out}");
+    assert_eq!(greeted, joined, "{out}");
+    // Every child is a new process, none of them this test's.
+    let mut all = pids(&out, r"pid (\d+)");
+    all.sort();
+    all.dedup();
+    assert!(all.len() >= 4 && !all.contains(&std::process::id()), "{out}");
+    in_order(
+        &out,
+        &[
+            "is_alive true",
+            "exitcode -9 (SIGKILL), is_alive false",
+            "ECHILD",
+            "exitcode -15 (SIGTERM)",
+            "a child that returns 3: exitcode 3",
+            "a child that panics: exitcode 101",
+            "exitcodes 0 and 0",
+        ],
+    );
+}
+
+#[test]
+fn pipe() {
+    let out = default_run("pipe");
+    // Every message and every reply, in the order sent: one request, one answer.
+    in_order(
+        &out,
+        &[
+            "parent sent: hello",
+            "child replied: hi, parent",
+            "parent sent: hey",
+            "child replied: hey yourself",
+            "parent sent: hru?",
+            "child replied: fine, thanks",
+            "parent sent: END",
+            "child replied: bye",
+        ],
+    );
+    in_order(&out, &["one plain read returns \"hellohey\"", "recv returns \"hello\", then \"hey\""]);
+    in_order(&out, &["no EOF within", "dropped the parent's write end: EOF"]);
+    in_order(&out, &["received: first", "received: second", "received: third", "EOF after 3 messages"]);
+    // Five children, five different processes, each joined with exitcode 0.
+    let joined = pids(&out, r"joined child pid (\d+): exitcode 0");
+    let mut distinct = joined.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!((joined.len(), distinct.len()), (5, 5), "{out}");
+}
