@@ -22,6 +22,10 @@ use nix::unistd::{Pid, getpid};
 /// How long a lesson may run in a debug build on a busy 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Every child process this test process starts (a lesson run, a `cargo build`) starts and
+/// ends under this lock, so that whatever is our child after a run is that run's leftover.
+static ONE_CHILD_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// The built binary of `lesson-<name>`, built once per test process (dev profile).
 pub fn binary(lesson: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
@@ -30,6 +34,7 @@ pub fn binary(lesson: &str) -> PathBuf {
         .entry(lesson.to_string())
         .or_insert_with(|| {
             let package = format!("lesson-{lesson}");
+            let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
             let run = escargot::CargoBuild::new()
                 .package(&package)
                 .bin(&package)
@@ -73,8 +78,7 @@ pub enum Ending {
 /// TMPDIR, new entries in /dev/shm.
 pub fn run(binary: &Path, args: &[&str], ending: Ending) -> Run {
     // One run at a time: leftovers are attributed to the run that just ended.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     static SUBREAPER: OnceLock<()> = OnceLock::new();
     SUBREAPER.get_or_init(|| nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper"));
 
