@@ -6,7 +6,10 @@
 //! - `ctrl-c`: SIGINT to the whole process group mid-run (a reader's Ctrl-C) leaves nothing;
 //! - `options`: `--help` works; a bad option is one line on stderr and exit status 2;
 //! - `measure`: `--measure --quick --json` prints valid records, one per line, whose cases
-//!   are the ones in the book's measured table, and leaves nothing behind.
+//!   are the ones in the book's measured table, and leaves nothing behind;
+//! - `fault-panic`, `fault-kill`, for lessons whose workers call `kit::fault::inject`: when
+//!   worker 1 panics or is killed mid-run, the parent says which child failed and how, exits
+//!   non-zero, never hangs, and leaves nothing behind.
 //!
 //! Review a changed snapshot with `cargo insta review` (or read the `.snap.new` beside it)
 //! before accepting it; `INSTA_UPDATE=always cargo test --test lessons` rewrites them all.
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use lesson_kit::measure::{Record, parse_records};
 use libtest_mimic::{Arguments, Failed, Trial};
-use support::{Ending, binary, run};
+use support::{Ending, binary, run, run_with_env};
 
 /// What varies from run to run, and what the snapshot shows instead.
 const REDACTIONS: [(&str, &str); 2] = [
@@ -41,6 +44,14 @@ fn main() {
         trials.push(Trial::test(format!("{lesson}::options"), move || options(&l)));
         let l = lesson.clone();
         trials.push(Trial::test(format!("{lesson}::measure"), move || measure(&l)));
+        if injects_faults(&lesson) {
+            for (fault, shows) in [("panic", "exitcode 101"), ("kill", "exitcode -9 (SIGKILL)")] {
+                let l = lesson.clone();
+                trials.push(Trial::test(format!("{lesson}::fault-{fault}"), move || {
+                    fault_run(&l, fault, shows)
+                }));
+            }
+        }
     }
     for (name, script, leak) in SELF_TESTS {
         trials.push(Trial::test(format!("hygiene-check-catches::{name}"), move || catches(script, leak)));
@@ -111,6 +122,30 @@ fn options(lesson: &str) -> Result<(), Failed> {
         )?;
     }
     Ok(())
+}
+
+/// Whether the lesson's workers can be made to fail on purpose (see lesson_kit::fault).
+fn injects_faults(lesson: &str) -> bool {
+    let main = forklore::root().join("lessons").join(lesson).join("src/main.rs");
+    std::fs::read_to_string(main).is_ok_and(|source| source.contains("fault::inject("))
+}
+
+fn fault_run(lesson: &str, fault: &str, shows: &str) -> Result<(), Failed> {
+    let spec = format!("{fault}:1");
+    let env = [(lesson_kit::fault::VARIABLE, spec.as_str())];
+    let result = run_with_env(&binary(lesson), &[], &env, Ending::Natural);
+    check(
+        result.status.code().is_some_and(|c| c != 0)
+            && result.stderr.contains("child 1 ")
+            && result.stderr.contains(shows)
+            && result.leftovers.is_empty(),
+        || {
+            format!(
+                "with worker 1 failing ({spec}), the lesson should say so, exit non-zero and leave nothing: {}",
+                result.describe()
+            )
+        },
+    )
 }
 
 fn measure(lesson: &str) -> Result<(), Failed> {

@@ -77,6 +77,11 @@ pub enum Ending {
 /// then list what it left behind: child processes (re-parented to us), files in its
 /// TMPDIR, new entries in /dev/shm.
 pub fn run(binary: &Path, args: &[&str], ending: Ending) -> Run {
+    run_with_env(binary, args, &[], ending)
+}
+
+/// [`run`], with these environment variables set.
+pub fn run_with_env(binary: &Path, args: &[&str], env: &[(&str, &str)], ending: Ending) -> Run {
     // One run at a time: leftovers are attributed to the run that just ended.
     let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     static SUBREAPER: OnceLock<()> = OnceLock::new();
@@ -87,6 +92,7 @@ pub fn run(binary: &Path, args: &[&str], ending: Ending) -> Run {
     let mut child = Command::new(binary)
         .args(args)
         .env("TMPDIR", &tmp)
+        .envs(env.iter().copied())
         .env_remove("CARGO_TERM_COLOR")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -8,10 +8,13 @@
 //! the pipe chapter).
 
 pub mod cli;
+pub mod fault;
+pub mod lock;
 pub mod machine;
 pub mod measure;
 pub mod proc;
 pub mod python;
+pub mod shm;
 pub mod wire;
 
 pub use cli::{Args, Lesson};

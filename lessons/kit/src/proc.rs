@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::Context;
 use nix::sys::prctl;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
 
@@ -120,6 +120,38 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions; it ends the process and never returns.
     unsafe { libc::_exit(code) }
 }
+
+// ANCHOR: join_all
+/// Wait for every one of `children`. If one fails, the others may wait forever for what it
+/// will never do (let go of a lock, send a message): kill them, reap them, and return an
+/// error that says which child failed and how. Never a hang, never a process left behind.
+///
+/// It reaps any child that ends (`waitpid(-1)`), so start no others before calling it.
+pub fn join_all(children: &[Pid]) -> anyhow::Result<()> {
+    let mut running = children.to_vec();
+    while !running.is_empty() {
+        let status = waitpid(Pid::from_raw(-1), None).context("wait for the children")?;
+        let Some(pid) = status.pid() else { continue };
+        running.retain(|&p| p != pid);
+        let code = ExitCode::of(status);
+        if code != ExitCode(0) {
+            for &other in &running {
+                let _ = kill(other, Signal::SIGKILL);
+            }
+            for &other in &running {
+                let _ = waitpid(other, None);
+            }
+            let index = children.iter().position(|&p| p == pid).map_or(String::new(), |i| format!(" {i}"));
+            anyhow::bail!(
+                "child{index} of {} (pid {pid}) failed with exitcode {code}; stopped the {} still running",
+                children.len(),
+                running.len()
+            );
+        }
+    }
+    Ok(())
+}
+// ANCHOR_END: join_all
 
 // ANCHOR: spawn_self
 /// This same program, to be started as a child with `--child ROLE ARGS...`: Python's
