@@ -1,4 +1,4 @@
-//! The book: every lesson has a chapter in SUMMARY.md; every `{{#include}}` names a file and
+//! The book: every lesson has a chapter in SUMMARY.md and a row in README.md; every `{{#include}}` names a file and
 //! anchor that exist; code and output are only ever included, never pasted; the book builds,
 //! and its rendered HTML really holds every included line (mdBook logs an error for a
 //! missing file and renders an empty block for a missing anchor, yet exits 0); and each
@@ -14,6 +14,7 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = vec![
         Trial::test("summary-lists-every-lesson", summary_lists_every_lesson),
+        Trial::test("readme-lists-every-lesson", readme_lists_every_lesson),
         Trial::test("includes-resolve", includes_resolve),
         Trial::test("code-is-included-not-pasted", code_is_included_not_pasted),
         Trial::test("rendered-html-holds-includes", rendered_html_holds_includes),
@@ -115,6 +116,19 @@ fn summary_lists_every_lesson() -> Result<(), Failed> {
     }
 }
 
+fn readme_lists_every_lesson() -> Result<(), Failed> {
+    let readme = fs::read_to_string(forklore::root().join("README.md"))?;
+    let missing: Vec<String> = forklore::lessons()
+        .into_iter()
+        .filter(|lesson| !readme.contains(&format!("`cargo run -p lesson-{lesson}`")))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("README.md's lesson table lacks `cargo run -p lesson-<name>` for: {missing:?}").into())
+    }
+}
+
 fn includes_resolve() -> Result<(), Failed> {
     let mut problems = Vec::new();
     for (page, text) in pages() {
@@ -189,6 +203,12 @@ fn html_escape(line: &str) -> String {
     line.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
+/// Text with its quotes left out: mdBook's smart punctuation curls the quotes of rendered
+/// Markdown (`'d'` becomes `‘d’`), so pages and expected text are compared without them.
+fn without_quotes(text: &str) -> String {
+    text.replace("&quot;", "").replace("&#39;", "").replace(['\'', '"', '‘', '’', '“', '”'], "")
+}
+
 /// What must appear in the rendered page for one included line. Code is shown as it is;
 /// an included Markdown page (a measured table) is rendered, so its table cells are looked
 /// for one by one, and its other lines by their plain words.
@@ -221,7 +241,7 @@ fn rendered_html_holds_includes() -> Result<(), Failed> {
         if relative.starts_with("measured") || relative == Path::new("SUMMARY.html") {
             continue; // included into chapters, or the table of contents: not pages of their own
         }
-        let Ok(html) = fs::read_to_string(out.join(&relative)) else {
+        let Ok(html) = fs::read_to_string(out.join(&relative)).map(|h| without_quotes(&h)) else {
             problems.push(format!("{} was not rendered (is it in SUMMARY.md?)", relative.display()));
             continue;
         };
@@ -230,7 +250,7 @@ fn rendered_html_holds_includes() -> Result<(), Failed> {
             // Every included line appears in the page, in order.
             let mut at = 0;
             'lines: for line in lines.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
-                for piece in expected_pieces(&inc, line) {
+                for piece in expected_pieces(&inc, line).iter().map(|p| without_quotes(p)) {
                     match html[at..].find(piece.as_str()) {
                         Some(i) => at += i + piece.len(),
                         None => {

@@ -24,12 +24,16 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use support::{Ending, binary, run, run_with_env};
 
 /// What varies from run to run, and what the snapshot shows instead.
-const REDACTIONS: [(&str, &str); 2] = [
+const REDACTIONS: [(&str, &str); 3] = [
     // A process id: `pid 4242`.
     (r"\bpid \d+", "pid [pid]"),
     // A measured duration, as lesson_kit::measure::duration prints it: `0.503 s`, `8.41 µs`.
     // Constants in lesson output have no decimal point ("500 ms"), so they stay.
     (r"\b\d+\.\d+ (ns|µs|ms|s)\b", "[time]"),
+    // What a lesson itself marks as varying from run to run (a race's outcome, an
+    // interleaving): `{varies: 7 of 10}`. The lesson prints what always holds on a line of
+    // its own, and tests/invariants.rs checks the varying values against it.
+    (r"\{varies: [^}]*\}", "[varies]"),
 ];
 
 fn main() {

@@ -1,0 +1,298 @@
+//! lesson-value-array: numbers in shared memory, as Python's `Value` and `Array` give them.
+//!
+//! `multiprocessing.Value('q', 0)` and `Array('d', n)` put numbers in memory that every
+//! child shares, each with a lock; `lock=False` leaves the lock out. This lesson does the
+//! same with `kit::shm::Value` and `kit::shm::Array`: a counter that children add to under
+//! its lock, an array that children fill without a lock, each through its own `&mut` part,
+//! and the same array with the lock taken for every element. `--measure` asks why shared
+//! memory can be slower than a queue: 4 workers make 4 million random numbers for the
+//! parent, through a pipe, through an Array with and without the lock, beside one process
+//! filling a private `Vec`, and beside Python.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use kit::fault;
+use kit::proc::{fork_child, join_all};
+use kit::shm::{Array, Region, Value};
+use kit::{Args, Bench, Case, Lesson};
+use lesson_kit as kit;
+use memmap2::MmapMut;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+const LESSON: Lesson = Lesson {
+    name: "value-array",
+    about: "Numbers in shared memory, as Python's multiprocessing.Value and Array give them: a \
+            counter that child processes add to under its lock, an array that children fill with \
+            lock=False (each its own part: the type system instead of a lock), and the same array \
+            with the lock taken for every element. --measure times 4 workers making 4 million \
+            random numbers for the parent: through a pipe, through an Array with lock=True and \
+            with lock=False, beside one process filling a private Vec, and beside Python.",
+    python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/value_array.py"),
+};
+
+/// Child processes in every section; numbered from 0.
+const WORKERS: usize = 4;
+/// Additions per worker in section 1.
+const ADDS: i64 = 10_000;
+/// Elements in the arrays of sections 2 and 3.
+const LEN: usize = 40_000;
+
+fn main() -> anyhow::Result<()> {
+    let args = LESSON.args();
+    if args.measure {
+        return measure(&args);
+    }
+
+    // ANCHOR: value
+    println!("1. A shared counter: Value, and {WORKERS} workers that add 1 to it {ADDS} times each");
+    // Made before the fork, mapped MAP_SHARED: every child writes to the same page.
+    let counter = Value::new(0i64)?;
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        workers.push(fork_child(|| {
+            for i in 0..ADDS {
+                // Python: `with counter.get_lock(): counter.value += 1`
+                let mut count = counter.lock();
+                if i == ADDS / 2 {
+                    fault::inject(worker); // the tests make worker 1 die here, holding the lock
+                }
+                *count += 1;
+            } // each guard is dropped at the end of its turn: the lock is let go
+            0
+        })?);
+    }
+    // If a worker dies holding the lock, the others would wait for it forever:
+    // join_all then kills them and says which worker failed.
+    join_all(&workers)?;
+    println!("   joined {WORKERS} workers");
+    let count = *counter.lock();
+    println!("   final count: {count} (expected {WORKERS} x {ADDS} = {})", WORKERS as i64 * ADDS);
+    ensure!(count == WORKERS as i64 * ADDS, "lost updates: the count is {count}");
+    // ANCHOR_END: value
+
+    // ANCHOR: unlocked
+    println!("2. An Array with lock=False: each worker writes its own part, a[i] = i");
+    let mut array = Array::<f64>::new(LEN)?;
+    let part_len = LEN / WORKERS;
+    let mut workers = Vec::new();
+    // chunks_mut cuts the values into disjoint `&mut` parts, and each child is handed one:
+    // no two processes can write the same element. The type system instead of a lock.
+    for (worker, part) in array.as_mut_slice().chunks_mut(part_len).enumerate() {
+        workers.push(fork_child(move || {
+            let first = worker * part_len;
+            for (j, x) in part.iter_mut().enumerate() {
+                if j == part_len / 2 {
+                    fault::inject(worker);
+                }
+                *x = (first + j) as f64;
+            }
+            0
+        })?);
+    }
+    join_all(&workers)?;
+    show(&array, part_len)?; // the parent sees every part: the pages are shared
+    // ANCHOR_END: unlocked
+
+    // ANCHOR: locked
+    println!("3. The same with lock=True: the lock is taken for every element");
+    let array = Array::<f64>::new(LEN)?;
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        workers.push(fork_child(|| {
+            let first = worker * part_len;
+            for i in first..first + part_len {
+                if i == first + part_len / 2 {
+                    fault::inject(worker);
+                }
+                // Python: `a[i] = i` on an Array made with lock=True
+                array.lock()[i] = i as f64;
+            }
+            0
+        })?);
+    }
+    join_all(&workers)?;
+    check_sum(&array)?;
+    // ANCHOR_END: locked
+
+    // ANCHOR: private
+    println!("4. Why MAP_SHARED: a child writes 42 into two mappings made before the fork");
+    let mut private = MmapMut::map_anon(8).context("map 8 private bytes (memmap2 map_anon)")?;
+    let mut shared = Region::new(8)?;
+    let child = fork_child(|| -> anyhow::Result<()> {
+        private[0] = 42; // MAP_PRIVATE: this write copies the page, for this process only
+        shared.slice_mut::<u8>(0, 1)?[0] = 42; // MAP_SHARED: the parent's page too
+        Ok(())
+    })?;
+    join_all(&[child])?;
+    println!("   memmap2 map_anon (MAP_PRIVATE): the parent reads {}", private[0]);
+    println!("   kit::shm::Region (memfd, MAP_SHARED): the parent reads {}", shared.slice::<u8>(0, 1)?[0]);
+    // ANCHOR_END: private
+    Ok(())
+}
+
+// ANCHOR: show
+/// The parent's view, after joining: who wrote which part.
+fn show(array: &Array<f64>, part_len: usize) -> anyhow::Result<()> {
+    for (worker, part) in array.as_slice().chunks(part_len).enumerate() {
+        let (first, last) = (worker * part_len, (worker + 1) * part_len - 1);
+        println!(
+            "   worker {worker} wrote a[{first}..={last}]: {}, {}, ..., {}",
+            part[0],
+            part[1],
+            part[part_len - 1]
+        );
+    }
+    check_sum(array)
+}
+
+/// The sum of all values, which the parent can only get right if it sees every write.
+fn check_sum(array: &Array<f64>) -> anyhow::Result<()> {
+    let sum: f64 = array.as_slice().iter().sum();
+    let expected = (LEN * (LEN - 1) / 2) as f64; // 0 + 1 + ... + (LEN - 1)
+    println!("   sum of all {LEN} values: {sum} (expected {expected})");
+    ensure!(sum == expected, "the parent does not see what the workers wrote");
+    Ok(())
+}
+// ANCHOR_END: show
+
+/// The measured baseline: the work alone, in one process, with nothing shared.
+const FLOOR: &str = "private Vec, 1 process (floor)";
+
+// ANCHOR: measure
+fn measure(args: &Args) -> anyhow::Result<()> {
+    let mut bench = Bench::new(&LESSON, args, "4 workers make 4 million random f64 for the parent");
+    let per_worker = args.pick(1_000_000, 10_000);
+    let case = |name: &str| Case::new(name).ops((WORKERS * per_worker) as u64);
+    let vs_floor = |name: &str| case(name).vs(FLOOR);
+
+    // Every case makes the same numbers, so the parent must end up with the same sum.
+    let mut mine = Vec::new();
+    let (_, expected) = private_vec(&mut mine, per_worker)?;
+    let checked = |run: anyhow::Result<(Duration, f64)>| -> anyhow::Result<Duration> {
+        let (time, sum) = run?;
+        ensure!(sum == expected, "the parent got other numbers: sum {sum}, expected {expected}");
+        Ok(time)
+    };
+    bench.run_timed(case(FLOOR), || checked(private_vec(&mut mine, per_worker)))?;
+    bench.run_timed(vs_floor("private Vecs, 4 workers (no sharing)"), || private_vecs(per_worker))?;
+    bench.run_timed(vs_floor("pipe to the parent, 4 workers"), || checked(pipe_to_parent(per_worker)))?;
+    bench.run_timed(vs_floor("Array lock=True, 4 workers"), || checked(array_locked(per_worker)))?;
+    bench.run_timed(vs_floor("Array lock=False, 4 workers"), || checked(array_unlocked(per_worker)))?;
+
+    bench.python()?;
+    bench.finish();
+    Ok(())
+}
+// ANCHOR_END: measure
+
+// ANCHOR: numbers
+/// One worker's share of the job: `count` random numbers from a generator seeded with the
+/// worker's number. Making them is the work; the cases differ in how they reach the parent.
+fn numbers(worker: usize, count: usize) -> impl Iterator<Item = f64> {
+    let mut rng = SmallRng::seed_from_u64(worker as u64);
+    (0..count).map(move |_| rng.random::<f64>())
+}
+// ANCHOR_END: numbers
+
+// The floor times the work alone. Every other case times the whole job, from nothing to the
+// numbers in memory the parent can read: starting the workers, making the numbers, getting
+// them to the parent, joining. A case returns its time and the sum of what the parent got,
+// taken after the clock stops.
+
+// ANCHOR: floor
+/// The floor: the work alone. The Vec is kept from run to run, so its pages are mapped
+/// already and no time goes to the kernel: what is left is making the numbers.
+fn private_vec(all: &mut Vec<f64>, per_worker: usize) -> anyhow::Result<(Duration, f64)> {
+    all.clear();
+    let start = Instant::now();
+    for worker in 0..WORKERS {
+        all.extend(numbers(worker, per_worker));
+    }
+    let time = start.elapsed();
+    Ok((time, all.iter().sum()))
+}
+// ANCHOR_END: floor
+
+// ANCHOR: private_vecs
+/// The work in 4 processes, each into memory of its own, and nothing sent: the price of
+/// starting the workers and of their fresh pages, without any sharing.
+fn private_vecs(per_worker: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        workers.push(fork_child(move || {
+            let mine: Vec<f64> = numbers(worker, per_worker).collect();
+            std::hint::black_box(mine); // keep the compiler from skipping the work
+            0
+        })?);
+    }
+    join_all(&workers)?;
+    Ok(start.elapsed())
+}
+// ANCHOR_END: private_vecs
+
+// ANCHOR: pipe
+fn pipe_to_parent(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
+    let start = Instant::now();
+    let (mut workers, mut readers) = (Vec::new(), Vec::new());
+    for worker in 0..WORKERS {
+        let (reader, mut writer) = std::io::pipe().context("create a pipe")?;
+        workers.push(fork_child(move || {
+            let mine: Vec<f64> = numbers(worker, per_worker).collect();
+            // The f64s as the bytes they are (bytemuck checks the cast): no serialising.
+            writer.write_all(bytemuck::cast_slice(&mine)).context("send the numbers")
+        })?);
+        readers.push(reader);
+    }
+    // Read before joining: a worker cannot exit until its last bytes are out of the pipe.
+    let mut all = vec![0.0f64; WORKERS * per_worker];
+    for (reader, part) in readers.iter_mut().zip(all.chunks_mut(per_worker)) {
+        reader.read_exact(bytemuck::cast_slice_mut(part)).context("receive a worker's numbers")?;
+    }
+    join_all(&workers)?;
+    let time = start.elapsed();
+    Ok((time, all.iter().sum()))
+}
+// ANCHOR_END: pipe
+
+// ANCHOR: array_locked
+fn array_locked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
+    let start = Instant::now();
+    let array = Array::<f64>::new(WORKERS * per_worker)?;
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        workers.push(fork_child(|| {
+            let first = worker * per_worker;
+            for (i, x) in (first..).zip(numbers(worker, per_worker)) {
+                array.lock()[i] = x; // its own index range, but through the one lock
+            }
+            0
+        })?);
+    }
+    join_all(&workers)?;
+    let time = start.elapsed();
+    Ok((time, array.as_slice().iter().sum()))
+}
+// ANCHOR_END: array_locked
+
+// ANCHOR: array_unlocked
+fn array_unlocked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
+    let start = Instant::now();
+    let mut array = Array::<f64>::new(WORKERS * per_worker)?;
+    let mut workers = Vec::new();
+    for (worker, part) in array.as_mut_slice().chunks_mut(per_worker).enumerate() {
+        workers.push(fork_child(move || {
+            for (x, number) in part.iter_mut().zip(numbers(worker, per_worker)) {
+                *x = number;
+            }
+            0
+        })?);
+    }
+    join_all(&workers)?;
+    let time = start.elapsed();
+    Ok((time, array.as_slice().iter().sum()))
+}
+// ANCHOR_END: array_unlocked
