@@ -135,3 +135,71 @@ fn zero_copy() {
     // An f64 view at an offset that is not a multiple of 8 is refused, not misread.
     assert!(out.contains("cannot view offset 4 as f64"), "{out}");
 }
+
+#[test]
+fn queue() {
+    let out = default_run("queue");
+    // The two consumers' shares vary, but always add up to all 3000 items.
+    let re = Regex::new(r"the consumers got \{varies: \[(\d+), (\d+)\]\} items, fewest first").unwrap();
+    let c = re.captures(&out).unwrap_or_else(|| panic!("no consumer counts in:\n{out}"));
+    let (few, many): (u32, u32) = (c[1].parse().unwrap(), c[2].parse().unwrap());
+    assert!(few <= many && few + many == 3000, "{out}");
+    for p in 0..3 {
+        let line =
+            format!("producer {p}: every item got exactly once: true; sequence numbers add up to 499500");
+        assert!(out.contains(&line), "{out}");
+    }
+    in_order(
+        &out,
+        &[
+            "3000 items in all",
+            "came in the order they were put: true",
+            "after 300 ms the child is still running",
+            "got 1048576 bytes",
+            "then join: exitcode 0",
+            "has still put only 4",
+            "qsize() is 4: put number 5 waits",
+            "never more than 4 puts ahead",
+            "joined the child: exitcode 0",
+        ],
+    );
+}
+
+#[test]
+fn manager_proxy() {
+    let out = default_run("manager-proxy");
+    in_order(
+        &out,
+        &[
+            "len() from the parent: 3",
+            "child: appended Jeff 8",
+            "child: Name: Sam, Score: 10",
+            "child: Name: Adam, Score: 9",
+            "child: Name: Kevin, Score: 9",
+            "child: Name: Jeff, Score: 8",
+            "child: get(\"round\") = Some(1)",
+            "child: get(\"missing\") = None",
+            "parent: get(\"round\") = Some(2)",
+            "snapshot(): 204 records (4 before, plus 4 x 50)",
+            "worker 0: 50 records, in the order it sent them: true",
+            "worker 1: 50 records, in the order it sent them: true",
+            "worker 2: 50 records, in the order it sent them: true",
+            "worker 3: 50 records, in the order it sent them: true",
+            "exitcode 0\n6. The server dies",
+            "len(): error: the manager's server process is gone: connection closed",
+            "exitcode -9 (SIGKILL)",
+        ],
+    );
+    // The server joined in section 5 is the one started in section 1; the killed one is
+    // section 6's own, and no client is a server.
+    let started = pids(&out, r"started the server, pid (\d+)");
+    let doomed = pids(&out, r"a new server, pid (\d+)");
+    let joined = pids(&out, r"joined the server, pid (\d+)");
+    assert_eq!(joined, [started[0], doomed[0]], "{out}");
+    assert_ne!(started[0], doomed[0], "{out}");
+    let mut clients = pids(&out, r"joined the (?:appending child|printing child|child), pid (\d+)");
+    clients.sort();
+    clients.dedup();
+    assert_eq!(clients.len(), 3, "{out}");
+    assert!(!clients.contains(&started[0]) && !clients.contains(&doomed[0]), "{out}");
+}

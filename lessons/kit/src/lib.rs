@@ -14,6 +14,7 @@ pub mod machine;
 pub mod measure;
 pub mod proc;
 pub mod python;
+pub mod queue;
 pub mod shm;
 pub mod wire;
 

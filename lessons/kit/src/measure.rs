@@ -243,8 +243,19 @@ fn rows(records: &[Record]) -> (Vec<&'static str>, Vec<Vec<String>>) {
 fn ratio(record: &Record, records: &[Record]) -> String {
     let Some(name) = &record.baseline else { return "(baseline)".to_string() };
     match records.iter().find(|b| &b.case == name) {
-        Some(base) => format!("{:.2}x {name}", record.per_op() / base.per_op()),
+        Some(base) => format!("{}x {name}", two_figures(record.per_op() / base.per_op())),
         None => format!("({name} not measured)"),
+    }
+}
+
+/// A ratio with two decimals, or two significant figures when it is smaller than 0.1
+/// (`0.00057`, not `0.00`).
+fn two_figures(ratio: f64) -> String {
+    if ratio >= 0.1 || ratio <= 0.0 || !ratio.is_finite() {
+        format!("{ratio:.2}")
+    } else {
+        let decimals = (-ratio.log10()).floor() as usize + 2;
+        format!("{ratio:.decimals$}")
     }
 }
 
@@ -304,6 +315,14 @@ mod tests {
             ops: 1000,
             bytes: None,
         }
+    }
+
+    #[test]
+    fn small_ratios_keep_two_figures() {
+        assert_eq!(two_figures(1.5), "1.50");
+        assert_eq!(two_figures(0.12), "0.12");
+        assert_eq!(two_figures(0.0571), "0.057");
+        assert_eq!(two_figures(0.000573), "0.00057");
     }
 
     #[test]

@@ -141,10 +141,12 @@ pub fn join_all(children: &[Pid]) -> anyhow::Result<()> {
             for &other in &running {
                 let _ = waitpid(other, None);
             }
-            let index = children.iter().position(|&p| p == pid).map_or(String::new(), |i| format!(" {i}"));
+            let which = match children.iter().position(|&p| p == pid) {
+                Some(i) => format!("child {i} of {}", children.len()),
+                None => "a child started elsewhere".to_string(), // reaped by waitpid(-1)
+            };
             anyhow::bail!(
-                "child{index} of {} (pid {pid}) failed with exitcode {code}; stopped the {} still running",
-                children.len(),
+                "{which} (pid {pid}) failed with exitcode {code}; stopped the {} still running",
                 running.len()
             );
         }

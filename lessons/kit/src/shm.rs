@@ -99,6 +99,13 @@ impl Region {
     }
 }
 
+// SAFETY: a Region is memory mapped into the whole process, not tied to a thread. Through
+// `&Region` it hands out only `Shareable` objects (changed atomically) and read-only slices;
+// writable slices need `&mut Region`. The base pointer is what makes these impls manual.
+unsafe impl Send for Region {}
+// SAFETY: as above.
+unsafe impl Sync for Region {}
+
 fn name<T>() -> &'static str {
     std::any::type_name::<T>().rsplit("::").next().unwrap_or("?")
 }

@@ -1,0 +1,169 @@
+//! Python's `multiprocessing.Queue`: one queue that any number of processes put messages into
+//! and get messages from. The queue lesson builds it and its chapter includes this file; the
+//! pool lesson uses it.
+//!
+//! Made of three things, all created before `fork` and so shared by every child:
+//! - a pipe, carrying messages framed by [`crate::wire`] (a length, then the bytes);
+//! - a writers' lock, so that one `put` writes its whole message before another starts: the
+//!   kernel keeps a single `write` to a pipe in one piece only up to PIPE_BUF (4096 bytes);
+//! - a readers' lock, so that one `get` reads a whole message, length then bytes, before
+//!   another reader starts: that is what keeps message boundaries with several readers.
+//!
+//! A bounded queue (`Queue::bounded(maxsize)`) adds a counting semaphore: the number of free
+//! slots, one futex word in the same shared memory.
+//!
+//! Unlike Python's, this queue starts no thread: `put` writes to the pipe itself, and blocks
+//! while the pipe is full.
+
+use std::io::{PipeReader, PipeWriter};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use anyhow::{Context, ensure};
+use linux_futex::{AsFutex, Futex, Shared};
+
+use crate::lock::Lock;
+use crate::shm::Region;
+use crate::wire::{recv, send};
+
+// ANCHOR: queue
+/// A multi-producer, multi-consumer queue of byte messages between processes.
+pub struct Queue {
+    reader: PipeReader,
+    /// `None` once this process has called [`Queue::close`].
+    writer: Option<PipeWriter>,
+    /// The writers' lock, the readers' lock, and the free slots, in shared memory.
+    shared: Region,
+    maxsize: Option<u32>,
+}
+
+/// Where each shared object lives in `shared`.
+const WRITERS: usize = 0;
+const READERS: usize = 4;
+const FREE_SLOTS: usize = 8;
+
+impl Queue {
+    /// Python's `Queue()`: no limit but the pipe's own buffer.
+    pub fn new() -> anyhow::Result<Queue> {
+        Queue::make(None)
+    }
+
+    /// Python's `Queue(maxsize)`: `put` waits while `maxsize` messages are in the queue.
+    pub fn bounded(maxsize: u32) -> anyhow::Result<Queue> {
+        ensure!(maxsize > 0, "a bounded queue needs room for at least one message");
+        Queue::make(Some(maxsize))
+    }
+
+    fn make(maxsize: Option<u32>) -> anyhow::Result<Queue> {
+        let (reader, writer) = std::io::pipe().context("create the queue's pipe")?;
+        let shared = Region::new(12)?; // zeroed: both locks free, no free slots yet
+        if let Some(maxsize) = maxsize {
+            shared.get::<AtomicU32>(FREE_SLOTS)?.store(maxsize, Relaxed);
+        }
+        Ok(Queue { reader, writer: Some(writer), shared, maxsize })
+    }
+    // ANCHOR_END: queue
+
+    // ANCHOR: put_get
+    /// Put one message. Blocks while the queue is full (bounded) or the pipe is.
+    pub fn put(&self, message: &[u8]) -> anyhow::Result<()> {
+        let mut writer = self.writer.as_ref().context("put on a queue this process has closed")?;
+        if self.maxsize.is_some() {
+            self.take_slot(); // before the lock: never hold it while waiting for room
+        }
+        let _turn = self.lock(WRITERS).lock(); // the whole message, or nothing, goes in
+        send(&mut writer, message).context("write a message into the queue's pipe")
+    }
+
+    /// Get one message, waiting for it; `None` once no process can put any more (every
+    /// process has closed its write end or exited). Usually a sentinel message ends a
+    /// consumer long before that.
+    pub fn get(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let _turn = self.lock(READERS).lock(); // read a whole message before anyone else reads
+        let message = recv(&mut &self.reader).context("read a message from the queue's pipe")?;
+        if message.is_some() && self.maxsize.is_some() {
+            self.give_slot();
+        }
+        Ok(message)
+    }
+
+    fn lock(&self, which: usize) -> &Lock {
+        self.shared.get(which).expect("the queue's locks are in its region")
+    }
+    // ANCHOR_END: put_get
+
+    // ANCHOR: semaphore
+    /// The free slots, a counting semaphore: `put` takes one, `get` gives one back.
+    fn slots(&self) -> &Futex<Shared> {
+        let word: &AtomicU32 = self.shared.get(FREE_SLOTS).expect("the slots are in the queue's region");
+        word.as_futex()
+    }
+
+    /// Take a free slot, sleeping while there is none.
+    fn take_slot(&self) {
+        let slots = self.slots();
+        loop {
+            let free = slots.value.load(Relaxed);
+            if free == 0 {
+                let _ = slots.wait(0); // sleeps only if the word is still 0
+            } else if slots.value.compare_exchange(free, free - 1, Acquire, Relaxed).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// Give a slot back, and wake one `put` that may be sleeping for it.
+    fn give_slot(&self) {
+        let slots = self.slots();
+        slots.value.fetch_add(1, Release);
+        slots.wake(1); // a system call on every get; a waiter count could save it
+    }
+
+    /// Python's `q.qsize()`: how many messages are in a bounded queue (put, or being put,
+    /// and not yet got). `None` for an unbounded queue, which does not count them.
+    pub fn qsize(&self) -> Option<u32> {
+        Some(self.maxsize? - self.slots().value.load(Relaxed))
+    }
+    // ANCHOR_END: semaphore
+
+    /// Python's `q.close()`: this process will put no more, so its write end is closed.
+    /// `get` returns `None` once every process has done this, or exited.
+    pub fn close(&mut self) {
+        self.writer = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One process, one thread: a Queue is not Sync (its Region is shared between
+    // processes, not threads), and tests never fork. The lesson shows several processes.
+    #[test]
+    fn messages_come_out_whole_and_in_order() {
+        let queue = Queue::new().unwrap();
+        let sizes = [0usize, 1, 4092, 4093, 10_000, 3];
+        for (i, &size) in sizes.iter().enumerate() {
+            queue.put(&vec![i as u8; size]).unwrap();
+        }
+        for (i, &size) in sizes.iter().enumerate() {
+            assert_eq!(queue.get().unwrap().unwrap(), vec![i as u8; size]);
+        }
+    }
+
+    #[test]
+    fn bounded_counts_and_eof() {
+        let mut queue = Queue::bounded(2).unwrap();
+        assert_eq!(queue.qsize(), Some(0));
+        queue.put(b"a").unwrap();
+        queue.put(b"b").unwrap();
+        assert_eq!(queue.qsize(), Some(2));
+        assert_eq!(queue.get().unwrap().unwrap(), b"a");
+        assert_eq!(queue.qsize(), Some(1));
+        queue.close();
+        assert!(queue.put(b"c").is_err());
+        assert_eq!(queue.get().unwrap().unwrap(), b"b");
+        assert!(queue.get().unwrap().is_none());
+        assert_eq!(Queue::new().unwrap().qsize(), None);
+    }
+}

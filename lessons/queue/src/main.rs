@@ -1,0 +1,450 @@
+//! lesson-queue: one queue, many processes putting and getting, as Python's `multiprocessing.Queue`.
+//!
+//! `q = Queue()` made before the workers start, `q.put(x)` in producers, `q.get()` in consumers,
+//! one sentinel per consumer to stop it, and `Queue(maxsize)` to hold back a fast producer.
+//! This lesson uses `kit::queue::Queue` (a pipe, a writers' lock and a readers' lock): three
+//! producers and two consumers with sentinels, the hang when a parent joins a child before
+//! getting what it put, and a bounded queue's backpressure. `--measure` times small and 1 MiB
+//! messages beside a bare pipe, and returns 4 million numbers through the queue beside shared
+//! memory, each beside Python.
+
+use std::io::{Read, Write};
+use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use kit::fault;
+use kit::proc::{ExitCode, fork_child, join, join_all};
+use kit::queue::Queue;
+use kit::shm::{Array, Region};
+use kit::{Args, Bench, Case, Lesson};
+use lesson_kit as kit;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+const LESSON: Lesson = Lesson {
+    name: "queue",
+    about: "One queue shared by many processes, as Python's multiprocessing.Queue: a pipe carrying \
+            length-prefixed messages, a writers' lock and a readers' lock. Three producers and two \
+            consumers stopped by sentinels, the hang when a parent joins a child before getting what \
+            it put (and the fix), and a bounded queue (maxsize) holding back a fast producer. \
+            --measure times small and 1 MiB messages beside a bare pipe, and 4 million numbers \
+            returned through the queue beside shared memory, each beside Python.",
+    python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/queue_lesson.py"),
+};
+
+/// Section 1: producers are workers 0, 1, 2; consumers are workers 3 and 4.
+const PRODUCERS: usize = 3;
+const CONSUMERS: usize = 2;
+/// Items each producer puts.
+const ITEMS: u32 = 1000;
+/// What tells a consumer to stop: an empty message (Python's `None`).
+const SENTINEL: &[u8] = b"";
+/// Section 2's message: more than a pipe holds.
+const MIB: usize = 1 << 20;
+/// Section 3's queue size, and how many items its producer puts.
+const MAXSIZE: u32 = 4;
+const BOUNDED_ITEMS: u32 = 20;
+
+fn main() -> anyhow::Result<()> {
+    let args = LESSON.args();
+    if args.measure {
+        return measure(&args);
+    }
+
+    // ANCHOR: many
+    println!("1. One queue, {PRODUCERS} producers and {CONSUMERS} consumers");
+    println!("   each producer puts {ITEMS} items (its number and a sequence number)");
+    // Made before the fork: every child inherits the pipe and maps the same locks.
+    let queue = Queue::new()?;
+    let mut reports = Queue::new()?; // the consumers' reports to the parent
+    let mut producers = Vec::new();
+    for producer in 0..PRODUCERS {
+        producers.push(fork_child(|| produce(&queue, producer))?);
+    }
+    let mut consumers = Vec::new();
+    for consumer in 0..CONSUMERS {
+        consumers.push(fork_child(|| consume(&queue, &reports, consumer))?);
+    }
+    reports.close(); // the parent puts no reports: EOF once every worker is gone
+    // A failed producer means no sentinels: stop the consumers too, or they wait forever.
+    if let Err(failed) = join_all(&producers) {
+        stop(&consumers);
+        return Err(failed);
+    }
+    for _ in 0..CONSUMERS {
+        queue.put(SENTINEL)?;
+    }
+    println!("   joined the producers, then put {CONSUMERS} sentinels (empty messages), one per consumer");
+    // Get before join: a consumer cannot exit before its report is out of the pipe.
+    let mut got = Vec::new();
+    while got.len() < CONSUMERS {
+        let Some(report) = reports.get()? else { break }; // EOF: a consumer died; join_all says which
+        got.push(report);
+    }
+    join_all(&consumers)?;
+    println!("   got {} reports and joined the consumers", got.len());
+    check(&got)?;
+    // ANCHOR_END: many
+
+    // ANCHOR: deadlock
+    println!("2. Join before get: a child puts 1 MiB, and the parent joins it before getting");
+    let queue = Queue::new()?;
+    let child = fork_child(|| queue.put(&vec![1u8; MIB]))?;
+    // join() would wait forever here; wait 300 ms instead, and look.
+    if !still_running_after(child, 300)? {
+        bail!("the child exited with 1 MiB still in the pipe");
+    }
+    println!("   after 300 ms the child is still running: join would wait forever");
+    println!("   the child is blocked in put, writing into a full pipe that nobody reads");
+    let message = queue.get()?.context("the queue ended before the message came")?;
+    println!("   the fix, get first: got {} bytes", message.len());
+    println!("   then join: exitcode {}", join(child)?);
+    // ANCHOR_END: deadlock
+
+    // ANCHOR: bounded
+    println!("3. A bounded queue: Queue(maxsize={MAXSIZE}) holds back a fast producer");
+    let queue = Queue::bounded(MAXSIZE)?;
+    let counter = Region::new(4)?;
+    let puts: &AtomicU32 = counter.get(0)?; // how many puts the child has finished
+    let child = fork_child(|| -> anyhow::Result<()> {
+        for i in 0..BOUNDED_ITEMS {
+            queue.put(&i.to_le_bytes())?;
+            puts.fetch_add(1, Release);
+        }
+        Ok(())
+    })?;
+    wait_until(|| puts.load(Acquire) == MAXSIZE)?;
+    std::thread::sleep(Duration::from_millis(100));
+    let done = puts.load(Acquire);
+    ensure!(done == MAXSIZE, "a queue of maxsize {MAXSIZE} took {done} items");
+    println!("   the child put {done} items straight away; 100 ms later it has still put only {done}");
+    println!("   qsize() is {}: put number {} waits for a free slot", queue.qsize().unwrap_or(0), done + 1);
+    let mut most_ahead = i64::from(done); // before the parent's first get
+    for got in 1..=BOUNDED_ITEMS {
+        queue.get()?.context("the queue ended early")?;
+        most_ahead = most_ahead.max(i64::from(puts.load(Acquire)) - i64::from(got));
+    }
+    println!(
+        "   the parent got {BOUNDED_ITEMS} items; the child was never more than {most_ahead} puts ahead"
+    );
+    ensure!(most_ahead == i64::from(MAXSIZE), "the child got {most_ahead} puts ahead");
+    println!("   joined the child: exitcode {}", join(child)?);
+    // ANCHOR_END: bounded
+    Ok(())
+}
+
+// ANCHOR: workers
+/// A producer: its items, in order. An item is the producer's number and a sequence number.
+fn produce(queue: &Queue, producer: usize) -> anyhow::Result<()> {
+    for seq in 0..ITEMS {
+        if seq == ITEMS / 2 {
+            fault::inject(producer); // the tests make worker 1 fail here
+        }
+        queue.put(&item(producer, seq))?;
+    }
+    Ok(())
+}
+
+/// A consumer: get until a sentinel comes, then report to the parent every item it got, in
+/// the order it got them.
+fn consume(queue: &Queue, reports: &Queue, consumer: usize) -> anyhow::Result<()> {
+    let mut report = Vec::new();
+    // Never EOF: this process holds a write end of the queue too. Hence the sentinel.
+    while let Some(message) = queue.get()? {
+        if message == SENTINEL {
+            break;
+        }
+        if report.len() == 8 * ITEMS as usize / 2 {
+            fault::inject(PRODUCERS + consumer); // only if it gets this far
+        }
+        report.extend_from_slice(&message);
+    }
+    reports.put(&report)
+}
+
+fn item(producer: usize, seq: u32) -> [u8; 8] {
+    let mut item = [0u8; 8];
+    item[..4].copy_from_slice(&(producer as u32).to_le_bytes());
+    item[4..].copy_from_slice(&seq.to_le_bytes());
+    item
+}
+// ANCHOR_END: workers
+
+// ANCHOR: check
+/// The parent's checks: every item got exactly once, and in each consumer, each producer's
+/// items in the order they were put. Which consumer got how many varies from run to run.
+fn check(reports: &[Vec<u8>]) -> anyhow::Result<()> {
+    let mut times_got = vec![vec![0u32; ITEMS as usize]; PRODUCERS];
+    let mut in_order = true;
+    let mut counts = Vec::new();
+    for report in reports {
+        let mut last: Vec<Option<u32>> = vec![None; PRODUCERS];
+        for item in report.chunks_exact(8) {
+            let producer = u32::from_le_bytes(item[..4].try_into()?) as usize;
+            let seq = u32::from_le_bytes(item[4..].try_into()?);
+            times_got[producer][seq as usize] += 1;
+            in_order &= last[producer] < Some(seq); // None is less than any Some
+            last[producer] = Some(seq);
+        }
+        counts.push(report.len() / 8);
+    }
+    counts.sort_unstable();
+    let total: usize = counts.iter().sum();
+    println!("   the consumers got {{varies: {counts:?}}} items, fewest first");
+    println!("   {total} items in all");
+    for (producer, times) in times_got.iter().enumerate() {
+        let once = times.iter().all(|&t| t == 1);
+        let seqs: u64 = times.iter().enumerate().map(|(seq, &t)| seq as u64 * u64::from(t)).sum();
+        println!(
+            "   producer {producer}: every item got exactly once: {once}; sequence numbers add up to {seqs}"
+        );
+        ensure!(once, "producer {producer}'s items were lost or got twice");
+    }
+    println!("   in each consumer, every producer's items came in the order they were put: {in_order}");
+    ensure!(in_order, "a consumer got a producer's items out of order");
+    Ok(())
+}
+// ANCHOR_END: check
+
+/// Kill and reap children that can no longer finish.
+fn stop(children: &[Pid]) {
+    for &child in children {
+        let _ = kill(child, Signal::SIGKILL);
+    }
+    for &child in children {
+        let _ = waitpid(child, None);
+    }
+}
+
+// ANCHOR: still_running
+/// Whether `child` is still running after `ms` milliseconds: join with a timeout, looking
+/// every 10 ms (waitpid with WNOHANG returns at once if the child has not exited).
+fn still_running_after(child: Pid, ms: u64) -> anyhow::Result<bool> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(ms) {
+        let status = waitpid(child, Some(WaitPidFlag::WNOHANG)).context("look at the child (waitpid)")?;
+        if status != WaitStatus::StillAlive {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(true)
+}
+// ANCHOR_END: still_running
+
+/// Wait, looking every millisecond, until `done()`; give up after 5 seconds.
+fn wait_until(done: impl Fn() -> bool) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !done() {
+        ensure!(start.elapsed() < Duration::from_secs(5), "the child did not fill the queue within 5 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
+/// The floors: the bare pipe underneath the queue, and (from the value-array lesson) the work
+/// alone in one process.
+const SMALL_FLOOR: &str = "pipe raw 64 B (floor)";
+const MIB_FLOOR: &str = "pipe raw 1 MiB (floor)";
+const FLOOR: &str = "private Vec, 1 process (floor)";
+/// Bytes in a small item.
+const SMALL: usize = 64;
+/// Section 3 of `--measure`: workers, as in the value-array lesson.
+const WORKERS: usize = 4;
+
+// ANCHOR: measure
+fn measure(args: &Args) -> anyhow::Result<()> {
+    let mut bench =
+        Bench::new(&LESSON, args, "messages through a Queue, beside a bare pipe and shared memory");
+
+    // Small items: how many per second.
+    let n = args.pick(200_000, 1_000);
+    let small = |name: &str| Case::new(name).ops(n as u64);
+    bench.run_timed(small(SMALL_FLOOR), || pipe_raw(n, SMALL))?;
+    bench.run_timed(small("queue 64 B, 1 producer 1 consumer").vs(SMALL_FLOOR), || queue_1x1(n, SMALL))?;
+    bench.run_timed(small("queue 64 B, 2 producers 2 consumers").vs(SMALL_FLOOR), || queue_2x2(n, SMALL))?;
+
+    // 1 MiB items: how many MiB per second.
+    let count = args.pick(256, 4);
+    let big = |name: &str| Case::new(name).ops(count as u64).bytes((count * MIB) as u64);
+    bench.run_timed(big(MIB_FLOOR), || pipe_raw(count, MIB))?;
+    bench.run_timed(big("queue 1 MiB, 1 producer 1 consumer").vs(MIB_FLOOR), || queue_1x1(count, MIB))?;
+
+    // The value-array lesson's question: 4 workers return 4 million numbers to the parent.
+    let per_worker = args.pick(1_000_000, 10_000);
+    let case = |name: &str| Case::new(name).ops((WORKERS * per_worker) as u64);
+    let mut mine = Vec::new();
+    let (_, expected) = private_vec(&mut mine, per_worker)?;
+    let checked = |run: anyhow::Result<(Duration, f64)>| -> anyhow::Result<Duration> {
+        let (time, sum) = run?;
+        ensure!(sum == expected, "the parent got other numbers: sum {sum}, expected {expected}");
+        Ok(time)
+    };
+    bench.run_timed(case(FLOOR), || checked(private_vec(&mut mine, per_worker)))?;
+    bench.run_timed(case("queue to the parent, 4 workers").vs(FLOOR), || {
+        checked(queue_to_parent(per_worker))
+    })?;
+    bench.run_timed(case("Array lock=False, 4 workers").vs(FLOOR), || checked(array_unlocked(per_worker)))?;
+
+    bench.python()?;
+    bench.finish();
+    Ok(())
+}
+// ANCHOR_END: measure
+
+// ANCHOR: floor
+/// The floor: a child writes `count` messages of `size` bytes into a bare pipe, and the
+/// parent reads them: no framing, no locks, the reader knows the size.
+fn pipe_raw(count: usize, size: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let (mut reader, mut writer) = std::io::pipe().context("create a pipe")?;
+    let child = fork_child(move || -> anyhow::Result<()> {
+        let message = vec![b'x'; size];
+        for _ in 0..count {
+            writer.write_all(&message).context("write a message")?;
+        }
+        Ok(())
+    })?;
+    let mut message = vec![0u8; size];
+    for _ in 0..count {
+        reader.read_exact(&mut message).context("read a message")?;
+    }
+    joined(child)?;
+    Ok(start.elapsed())
+}
+// ANCHOR_END: floor
+
+// ANCHOR: one_one
+/// The same through the queue: framing, the writers' lock, the readers' lock.
+fn queue_1x1(count: usize, size: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let queue = Queue::new()?;
+    let child = fork_child(|| -> anyhow::Result<()> {
+        let message = vec![b'x'; size];
+        for _ in 0..count {
+            queue.put(&message)?;
+        }
+        Ok(())
+    })?;
+    for _ in 0..count {
+        let message = queue.get()?.context("the queue ended early")?;
+        ensure!(message.len() == size, "a message of {} bytes", message.len());
+    }
+    joined(child)?;
+    Ok(start.elapsed())
+}
+// ANCHOR_END: one_one
+
+/// Two producers and two consumers, which stop at a sentinel and add up what they got.
+fn queue_2x2(count: usize, size: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let queue = Queue::new()?;
+    let total = Region::new(8)?;
+    let got: &AtomicU64 = total.get(0)?;
+    let mut producers = Vec::new();
+    for _ in 0..2 {
+        producers.push(fork_child(|| -> anyhow::Result<()> {
+            let message = vec![b'x'; size];
+            for _ in 0..count / 2 {
+                queue.put(&message)?;
+            }
+            Ok(())
+        })?);
+    }
+    let mut consumers = Vec::new();
+    for _ in 0..2 {
+        consumers.push(fork_child(|| -> anyhow::Result<()> {
+            let mut mine = 0;
+            while queue.get()?.context("the queue ended early")? != SENTINEL {
+                mine += 1;
+            }
+            got.fetch_add(mine, Release);
+            Ok(())
+        })?);
+    }
+    join_all(&producers)?;
+    queue.put(SENTINEL)?;
+    queue.put(SENTINEL)?;
+    join_all(&consumers)?;
+    let time = start.elapsed();
+    let got = got.load(Acquire);
+    ensure!(got == (count / 2 * 2) as u64, "the consumers got {got} messages");
+    Ok(time)
+}
+
+// ANCHOR: to_parent
+/// Each worker puts its numbers as one message: its number, then the numbers' bytes.
+fn queue_to_parent(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
+    let start = Instant::now();
+    let queue = Queue::new()?;
+    let mut workers = Vec::new();
+    for worker in 0..WORKERS {
+        workers.push(fork_child(|| {
+            let mut message = Vec::with_capacity(8 * (per_worker + 1));
+            message.extend_from_slice(&(worker as u64).to_le_bytes());
+            numbers(worker, per_worker).for_each(|x| message.extend_from_slice(&x.to_le_bytes()));
+            queue.put(&message)
+        })?);
+    }
+    let mut parts = vec![Vec::new(); WORKERS];
+    for _ in 0..WORKERS {
+        let message = queue.get()?.context("the queue ended early")?;
+        let worker = u64::from_le_bytes(message[..8].try_into()?) as usize;
+        parts[worker] = message;
+    }
+    join_all(&workers)?; // after the gets, as section 2 says
+    let time = start.elapsed();
+    let floats = parts.iter().flat_map(|p| p[8..].chunks_exact(8));
+    Ok((time, floats.map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).sum()))
+}
+// ANCHOR_END: to_parent
+
+/// Wait for one child of a measured case; it must have succeeded.
+fn joined(child: Pid) -> anyhow::Result<()> {
+    let code = join(child)?;
+    ensure!(code == ExitCode(0), "the child failed with exitcode {code}");
+    Ok(())
+}
+
+// The next three are the value-array lesson's, unchanged: the same numbers, the same floor.
+
+/// One worker's share of the job: `count` random numbers from a generator seeded with the
+/// worker's number.
+fn numbers(worker: usize, count: usize) -> impl Iterator<Item = f64> {
+    let mut rng = SmallRng::seed_from_u64(worker as u64);
+    (0..count).map(move |_| rng.random::<f64>())
+}
+
+/// The floor: the work alone, into a Vec kept from run to run.
+fn private_vec(all: &mut Vec<f64>, per_worker: usize) -> anyhow::Result<(Duration, f64)> {
+    all.clear();
+    let start = Instant::now();
+    for worker in 0..WORKERS {
+        all.extend(numbers(worker, per_worker));
+    }
+    let time = start.elapsed();
+    Ok((time, all.iter().sum()))
+}
+
+/// Shared memory with lock=False: each worker writes its own part.
+fn array_unlocked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
+    let start = Instant::now();
+    let mut array = Array::<f64>::new(WORKERS * per_worker)?;
+    let mut workers = Vec::new();
+    for (worker, part) in array.as_mut_slice().chunks_mut(per_worker).enumerate() {
+        workers.push(fork_child(move || {
+            for (x, number) in part.iter_mut().zip(numbers(worker, per_worker)) {
+                *x = number;
+            }
+            0
+        })?);
+    }
+    join_all(&workers)?;
+    let time = start.elapsed();
+    Ok((time, array.as_slice().iter().sum()))
+}
