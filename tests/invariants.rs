@@ -203,3 +203,87 @@ fn manager_proxy() {
     assert_eq!(clients.len(), 3, "{out}");
     assert!(!clients.contains(&started[0]) && !clients.contains(&doomed[0]), "{out}");
 }
+
+#[test]
+fn copy_on_write() {
+    let out = default_run("copy-on-write");
+    // The raw /proc/<pid>/smaps_rollup figures (kB) vary a little from run to run; the
+    // relations between them do not. In output order: parent before and after filling,
+    // worker 0 before reading, after reading, after writing; worker 1 the same; parent now.
+    let re = Regex::new(
+        r"\{varies: Rss (\d+), Pss (\d+), Shared_Clean (\d+), Shared_Dirty (\d+), Private_Clean (\d+), Private_Dirty (\d+)\}",
+    )
+    .unwrap();
+    let rows: Vec<[i64; 6]> =
+        re.captures_iter(&out).map(|c| std::array::from_fn(|i| c[i + 1].parse().unwrap())).collect();
+    assert_eq!(rows.len(), 9, "{out}");
+    let (rss, pss, shared_dirty, private_dirty) = (0, 1, 3, 5);
+    let matrices_kb = 31_250; // 16 x 500 x 500 f64
+    assert!(rows[1][rss] >= rows[0][rss] + matrices_kb, "the parent's Rss did not grow: {out}");
+    assert!((rows[8][rss] - rows[1][rss]).abs() < 1024, "the workers' reading cost the parent: {out}");
+    for w in 0..2 {
+        let [before, read, wrote] = [rows[2 + 3 * w], rows[3 + 3 * w], rows[4 + 3 * w]];
+        assert!(before[rss] >= matrices_kb && before[private_dirty] < 1024, "worker {w}: {out}");
+        assert!(before[pss] <= before[rss] - matrices_kb / 2, "worker {w}: pages not shared: {out}");
+        assert!(read[private_dirty] - before[private_dirty] < 1024, "worker {w}: reading copied: {out}");
+        let copied = wrote[private_dirty] - read[private_dirty];
+        assert!((4..64).contains(&copied), "worker {w}: one write copied {copied} kB: {out}");
+        assert!(wrote[shared_dirty] <= read[shared_dirty], "worker {w}: {out}");
+    }
+    in_order(&out, &["summed matrices 0..=7: 8725000", "summed matrices 8..=15: 8925000"]);
+    // Two workers, two processes, neither of them the parent.
+    let parent = pids(&out, r"parent pid (\d+)");
+    let workers = pids(&out, r"worker \d \(pid (\d+)\)");
+    assert!(parent.len() == 3 && parent.iter().all(|&p| p == parent[0]), "{out}");
+    assert!(workers.len() == 2 && workers[0] != workers[1] && !workers.contains(&parent[0]), "{out}");
+}
+
+#[test]
+fn pool() {
+    let out = default_run("pool");
+    in_order(
+        &out,
+        &[
+            "map returned [1, 4, 9, 16, 25]",
+            "sum 332833500",
+            "the same results: true",
+            "each chunk's 10 results came together, in input order: true",
+            "sorted, they are map's results: true",
+            "all 4 workers exited with exitcode 0",
+            "the task panicked on item 13 (index 12): 13 is unlucky",
+            "the same worker processes as before: true",
+            "exitcode -9 (SIGKILL); stopped the 1 still running",
+            "workers left: 0",
+        ],
+    );
+    // How the 1000 tasks fell among the 4 workers varies; that they add up, and come in
+    // whole chunks (15 of 63 and one of 55), does not.
+    let re = Regex::new(r"did \{varies: \[(\d+), (\d+), (\d+), (\d+)\]\}").unwrap();
+    let c = re.captures(&out).unwrap_or_else(|| panic!("no task counts in:\n{out}"));
+    let counts: Vec<u64> = (1..=4).map(|i| c[i].parse().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]) && counts.iter().sum::<u64>() == 1000, "{out}");
+    assert!(counts.iter().all(|n| n % 63 == 0 || n % 63 == 55), "{out}");
+    assert!(
+        Regex::new(r"in input order this time: \{varies: (true|false)\}").unwrap().is_match(&out),
+        "{out}"
+    );
+    // The worker reported dead is the one the parent killed.
+    assert_eq!(pids(&out, r"killed worker 1, pid (\d+)"), pids(&out, r"child 1 of 2 \(pid (\d+)\)"), "{out}");
+}
+
+#[test]
+fn when_slower() {
+    let out = default_run("when-slower");
+    // One job, three ways: the same checksum three times.
+    let re = Regex::new(r"checksum (0x[0-9a-f]{16})").unwrap();
+    let sums: Vec<&str> = re.captures_iter(&out).map(|c| c.get(1).unwrap().as_str()).collect();
+    assert!(sums.len() == 3 && sums.iter().all(|s| *s == sums[0]), "{out}");
+    assert_eq!(out.matches("the same as one process's: true").count(), 2, "{out}");
+    in_order(
+        &out,
+        &[
+            "the parent got 8 images (384 KiB through the pipe)",
+            "8 images (384 KiB) in place, 0 bytes through a pipe",
+        ],
+    );
+}

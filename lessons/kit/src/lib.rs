@@ -12,6 +12,7 @@ pub mod fault;
 pub mod lock;
 pub mod machine;
 pub mod measure;
+pub mod pool;
 pub mod proc;
 pub mod python;
 pub mod queue;

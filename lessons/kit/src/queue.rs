@@ -1,6 +1,6 @@
 //! Python's `multiprocessing.Queue`: one queue that any number of processes put messages into
-//! and get messages from. The queue lesson builds it and its chapter includes this file; the
-//! pool lesson uses it.
+//! and get messages from. The queue lesson builds it and its chapter includes this file;
+//! later lessons use it (copy-on-write sends its matrices through it).
 //!
 //! Made of three things, all created before `fork` and so shared by every child:
 //! - a pipe, carrying messages framed by [`crate::wire`] (a length, then the bytes);
