@@ -12,7 +12,7 @@ use std::process::Command;
 use anyhow::Context;
 use nix::sys::prctl;
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitStatus, waitpid};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
 
 // ANCHOR: exitcode
@@ -154,6 +154,31 @@ pub fn join_all(children: &[Pid]) -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: join_all
+
+/// For a parent waiting on a channel that `children` feed, while none of them should have
+/// ended yet: if one has, kill and reap the others and say which ended and how. (Waiting
+/// on, a dead child's missing message would keep the parent waiting forever.)
+pub fn check_alive(children: &[Pid]) -> anyhow::Result<()> {
+    for (i, &pid) in children.iter().enumerate() {
+        let status =
+            waitpid(pid, Some(WaitPidFlag::WNOHANG)).with_context(|| format!("check child {pid}"))?;
+        if status != WaitStatus::StillAlive {
+            let others: Vec<Pid> = children.iter().copied().filter(|&p| p != pid).collect();
+            for &other in &others {
+                let _ = kill(other, Signal::SIGKILL);
+            }
+            for &other in &others {
+                let _ = waitpid(other, None);
+            }
+            anyhow::bail!(
+                "child {i} of {} (pid {pid}) ended early with exitcode {}; stopped the others",
+                children.len(),
+                ExitCode::of(status)
+            );
+        }
+    }
+    Ok(())
+}
 
 // ANCHOR: spawn_self
 /// This same program, to be started as a child with `--child ROLE ARGS...`: Python's

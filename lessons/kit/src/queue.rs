@@ -16,11 +16,14 @@
 //! while the pipe is full.
 
 use std::io::{PipeReader, PipeWriter};
+use std::os::fd::AsFd;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use linux_futex::{AsFutex, Futex, Shared};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::lock::Lock;
 use crate::shm::Region;
@@ -87,6 +90,25 @@ impl Queue {
         Ok(message)
     }
 
+    /// [`Queue::get`], but wait at most `timeout` for a message: `None` if none came. A
+    /// parent whose workers wait for tasks can then look whether one of them died (see
+    /// [`crate::proc::check_alive`]) instead of waiting forever for its result. The end of
+    /// the queue (every writer gone) is an error here.
+    pub fn get_within(&self, timeout: Duration) -> anyhow::Result<Option<Vec<u8>>> {
+        let _turn = self.lock(READERS).lock();
+        let mut pipe = [PollFd::new(self.reader.as_fd(), PollFlags::POLLIN)];
+        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        if poll(&mut pipe, PollTimeout::from(millis)).context("wait for the queue's pipe")? == 0 {
+            return Ok(None);
+        }
+        let message = recv(&mut &self.reader).context("read a message from the queue's pipe")?;
+        let message = message.context("every process that could put into the queue is gone")?;
+        if self.maxsize.is_some() {
+            self.give_slot();
+        }
+        Ok(Some(message))
+    }
+
     fn lock(&self, which: usize) -> &Lock {
         self.shared.get(which).expect("the queue's locks are in its region")
     }
@@ -149,6 +171,17 @@ mod tests {
         for (i, &size) in sizes.iter().enumerate() {
             assert_eq!(queue.get().unwrap().unwrap(), vec![i as u8; size]);
         }
+    }
+
+    #[test]
+    fn get_within_gives_up() {
+        let mut queue = Queue::bounded(1).unwrap();
+        assert!(queue.get_within(Duration::from_millis(10)).unwrap().is_none());
+        queue.put(b"x").unwrap();
+        assert_eq!(queue.get_within(Duration::from_millis(10)).unwrap().unwrap(), b"x");
+        assert_eq!(queue.qsize(), Some(0));
+        queue.close();
+        assert!(queue.get_within(Duration::from_millis(10)).is_err());
     }
 
     #[test]

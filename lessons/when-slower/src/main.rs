@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use kit::fault;
-use kit::proc::{ExitCode, fork_child, join, join_all};
+use kit::proc::{ExitCode, check_alive, fork_child, join, join_all};
 use kit::queue::Queue;
 use kit::shm::Region;
 use kit::{Args, Bench, Case, Lesson};
@@ -324,7 +324,12 @@ fn pool_map(workers: usize, pixels: usize, images: &mut [f32]) -> anyhow::Result
     (0..sent).try_for_each(task)?;
     let mut got = 0;
     while got < items {
-        let Some(message) = results.get()? else { break };
+        // A worker that died would leave this loop waiting forever for its image: the
+        // others only wait for tasks. So wait a little at a time, and look.
+        let Some(message) = results.get_within(Duration::from_millis(100))? else {
+            check_alive(&pids)?;
+            continue;
+        };
         place(&message, pixels, images)?;
         got += 1;
         if sent < items {
