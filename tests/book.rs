@@ -101,32 +101,28 @@ fn included_lines(inc: &Include) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// Fails naming every lesson for which `listed` is false.
+fn every_lesson(listed: impl Fn(&str) -> bool, what: &str) -> Result<(), Failed> {
+    let missing: Vec<String> = forklore::lessons().into_iter().filter(|lesson| !listed(lesson)).collect();
+    if missing.is_empty() { Ok(()) } else { Err(format!("{what}: {missing:?}").into()) }
+}
+
 fn summary_lists_every_lesson() -> Result<(), Failed> {
     let summary = fs::read_to_string(book_src().join("SUMMARY.md"))?;
-    let missing: Vec<String> = forklore::lessons()
-        .into_iter()
-        .filter(|lesson| {
-            !summary.contains(&format!("({lesson}.md)")) || !book_src().join(format!("{lesson}.md")).is_file()
-        })
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("lessons without a chapter book/src/<name>.md listed in SUMMARY.md: {missing:?}").into())
-    }
+    every_lesson(
+        |lesson| {
+            summary.contains(&format!("({lesson}.md)")) && book_src().join(format!("{lesson}.md")).is_file()
+        },
+        "lessons without a chapter book/src/<name>.md listed in SUMMARY.md",
+    )
 }
 
 fn readme_lists_every_lesson() -> Result<(), Failed> {
     let readme = fs::read_to_string(forklore::root().join("README.md"))?;
-    let missing: Vec<String> = forklore::lessons()
-        .into_iter()
-        .filter(|lesson| !readme.contains(&format!("`cargo run -p lesson-{lesson}`")))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("README.md's lesson table lacks `cargo run -p lesson-<name>` for: {missing:?}").into())
-    }
+    every_lesson(
+        |lesson| readme.contains(&format!("`cargo run -p lesson-{lesson}`")),
+        "README.md's lesson table lacks `cargo run -p lesson-<name>` for",
+    )
 }
 
 fn includes_resolve() -> Result<(), Failed> {

@@ -16,6 +16,7 @@ pub mod pool;
 pub mod proc;
 pub mod python;
 pub mod queue;
+pub mod random_job;
 pub mod shm;
 pub mod wire;
 

@@ -15,16 +15,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use kit::fault;
-use kit::proc::{ExitCode, fork_child, join, join_all};
+use kit::proc::{fork_child, join, join_all};
 use kit::queue::Queue;
-use kit::shm::{Array, Region};
+use kit::random_job::{self, FLOOR, WORKERS, array_unlocked, numbers, private_vec};
+use kit::shm::Region;
 use kit::{Args, Bench, Case, Lesson};
 use lesson_kit as kit;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
 
 const LESSON: Lesson = Lesson {
     name: "queue",
@@ -251,11 +250,8 @@ fn wait_until(done: impl Fn() -> bool) -> anyhow::Result<()> {
 /// alone in one process.
 const SMALL_FLOOR: &str = "pipe raw 64 B (floor)";
 const MIB_FLOOR: &str = "pipe raw 1 MiB (floor)";
-const FLOOR: &str = "private Vec, 1 process (floor)";
 /// Bytes in a small item.
 const SMALL: usize = 64;
-/// Section 3 of `--measure`: workers, as in the value-array lesson.
-const WORKERS: usize = 4;
 
 // ANCHOR: measure
 fn measure(args: &Args) -> anyhow::Result<()> {
@@ -278,13 +274,10 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     // The value-array lesson's question: 4 workers return 4 million numbers to the parent.
     let per_worker = args.pick(1_000_000, 10_000);
     let case = |name: &str| Case::new(name).ops((WORKERS * per_worker) as u64);
+    // The same numbers, floor and lock=False case as value-array's: kit::random_job.
     let mut mine = Vec::new();
     let (_, expected) = private_vec(&mut mine, per_worker)?;
-    let checked = |run: anyhow::Result<(Duration, f64)>| -> anyhow::Result<Duration> {
-        let (time, sum) = run?;
-        ensure!(sum == expected, "the parent got other numbers: sum {sum}, expected {expected}");
-        Ok(time)
-    };
+    let checked = |run| random_job::checked(run, expected);
     bench.run_timed(case(FLOOR), || checked(private_vec(&mut mine, per_worker)))?;
     bench.run_timed(case("queue to the parent, 4 workers").vs(FLOOR), || {
         checked(queue_to_parent(per_worker))
@@ -314,7 +307,7 @@ fn pipe_raw(count: usize, size: usize) -> anyhow::Result<Duration> {
     for _ in 0..count {
         reader.read_exact(&mut message).context("read a message")?;
     }
-    joined(child)?;
+    join_all(&[child])?;
     Ok(start.elapsed())
 }
 // ANCHOR_END: floor
@@ -335,7 +328,7 @@ fn queue_1x1(count: usize, size: usize) -> anyhow::Result<Duration> {
         let message = queue.get()?.context("the queue ended early")?;
         ensure!(message.len() == size, "a message of {} bytes", message.len());
     }
-    joined(child)?;
+    join_all(&[child])?;
     Ok(start.elapsed())
 }
 // ANCHOR_END: one_one
@@ -403,48 +396,3 @@ fn queue_to_parent(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
     Ok((time, floats.map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).sum()))
 }
 // ANCHOR_END: to_parent
-
-/// Wait for one child of a measured case; it must have succeeded.
-fn joined(child: Pid) -> anyhow::Result<()> {
-    let code = join(child)?;
-    ensure!(code == ExitCode(0), "the child failed with exitcode {code}");
-    Ok(())
-}
-
-// The next three are the value-array lesson's, unchanged: the same numbers, the same floor.
-
-/// One worker's share of the job: `count` random numbers from a generator seeded with the
-/// worker's number.
-fn numbers(worker: usize, count: usize) -> impl Iterator<Item = f64> {
-    let mut rng = SmallRng::seed_from_u64(worker as u64);
-    (0..count).map(move |_| rng.random::<f64>())
-}
-
-/// The floor: the work alone, into a Vec kept from run to run.
-fn private_vec(all: &mut Vec<f64>, per_worker: usize) -> anyhow::Result<(Duration, f64)> {
-    all.clear();
-    let start = Instant::now();
-    for worker in 0..WORKERS {
-        all.extend(numbers(worker, per_worker));
-    }
-    let time = start.elapsed();
-    Ok((time, all.iter().sum()))
-}
-
-/// Shared memory with lock=False: each worker writes its own part.
-fn array_unlocked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
-    let start = Instant::now();
-    let mut array = Array::<f64>::new(WORKERS * per_worker)?;
-    let mut workers = Vec::new();
-    for (worker, part) in array.as_mut_slice().chunks_mut(per_worker).enumerate() {
-        workers.push(fork_child(move || {
-            for (x, number) in part.iter_mut().zip(numbers(worker, per_worker)) {
-                *x = number;
-            }
-            0
-        })?);
-    }
-    join_all(&workers)?;
-    let time = start.elapsed();
-    Ok((time, array.as_slice().iter().sum()))
-}

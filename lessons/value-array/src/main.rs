@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use kit::fault;
 use kit::proc::{fork_child, join_all};
+use kit::random_job::{self, FLOOR, array_unlocked, numbers, private_vec};
 use kit::shm::{Array, Region, Value};
 use kit::{Args, Bench, Case, Lesson};
 use lesson_kit as kit;
 use memmap2::MmapMut;
-use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
 
 const LESSON: Lesson = Lesson {
     name: "value-array",
@@ -33,8 +32,8 @@ const LESSON: Lesson = Lesson {
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/value_array.py"),
 };
 
-/// Child processes in every section; numbered from 0.
-const WORKERS: usize = 4;
+/// Child processes in every section, numbered from 0: as many as the measured job has.
+const WORKERS: usize = random_job::WORKERS;
 /// Additions per worker in section 1.
 const ADDS: i64 = 10_000;
 /// Elements in the arrays of sections 2 and 3.
@@ -158,9 +157,6 @@ fn check_sum(array: &Array<f64>) -> anyhow::Result<()> {
 }
 // ANCHOR_END: show
 
-/// The measured baseline: the work alone, in one process, with nothing shared.
-const FLOOR: &str = "private Vec, 1 process (floor)";
-
 // ANCHOR: measure
 fn measure(args: &Args) -> anyhow::Result<()> {
     let mut bench = Bench::new(&LESSON, args, "4 workers make 4 million random f64 for the parent");
@@ -168,14 +164,11 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     let case = |name: &str| Case::new(name).ops((WORKERS * per_worker) as u64);
     let vs_floor = |name: &str| case(name).vs(FLOOR);
 
-    // Every case makes the same numbers, so the parent must end up with the same sum.
+    // The numbers, the floor and the lock=False case are kit::random_job's: the queue
+    // lesson measures the same job. Every case must give the parent the floor's sum.
     let mut mine = Vec::new();
     let (_, expected) = private_vec(&mut mine, per_worker)?;
-    let checked = |run: anyhow::Result<(Duration, f64)>| -> anyhow::Result<Duration> {
-        let (time, sum) = run?;
-        ensure!(sum == expected, "the parent got other numbers: sum {sum}, expected {expected}");
-        Ok(time)
-    };
+    let checked = |run| random_job::checked(run, expected);
     bench.run_timed(case(FLOOR), || checked(private_vec(&mut mine, per_worker)))?;
     bench.run_timed(vs_floor("private Vecs, 4 workers (no sharing)"), || private_vecs(per_worker))?;
     bench.run_timed(vs_floor("pipe to the parent, 4 workers"), || checked(pipe_to_parent(per_worker)))?;
@@ -187,34 +180,6 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: measure
-
-// ANCHOR: numbers
-/// One worker's share of the job: `count` random numbers from a generator seeded with the
-/// worker's number. Making them is the work; the cases differ in how they reach the parent.
-fn numbers(worker: usize, count: usize) -> impl Iterator<Item = f64> {
-    let mut rng = SmallRng::seed_from_u64(worker as u64);
-    (0..count).map(move |_| rng.random::<f64>())
-}
-// ANCHOR_END: numbers
-
-// The floor times the work alone. Every other case times the whole job, from nothing to the
-// numbers in memory the parent can read: starting the workers, making the numbers, getting
-// them to the parent, joining. A case returns its time and the sum of what the parent got,
-// taken after the clock stops.
-
-// ANCHOR: floor
-/// The floor: the work alone. The Vec is kept from run to run, so its pages are mapped
-/// already and no time goes to the kernel: what is left is making the numbers.
-fn private_vec(all: &mut Vec<f64>, per_worker: usize) -> anyhow::Result<(Duration, f64)> {
-    all.clear();
-    let start = Instant::now();
-    for worker in 0..WORKERS {
-        all.extend(numbers(worker, per_worker));
-    }
-    let time = start.elapsed();
-    Ok((time, all.iter().sum()))
-}
-// ANCHOR_END: floor
 
 // ANCHOR: private_vecs
 /// The work in 4 processes, each into memory of its own, and nothing sent: the price of
@@ -277,22 +242,3 @@ fn array_locked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
     Ok((time, array.as_slice().iter().sum()))
 }
 // ANCHOR_END: array_locked
-
-// ANCHOR: array_unlocked
-fn array_unlocked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
-    let start = Instant::now();
-    let mut array = Array::<f64>::new(WORKERS * per_worker)?;
-    let mut workers = Vec::new();
-    for (worker, part) in array.as_mut_slice().chunks_mut(per_worker).enumerate() {
-        workers.push(fork_child(move || {
-            for (x, number) in part.iter_mut().zip(numbers(worker, per_worker)) {
-                *x = number;
-            }
-            0
-        })?);
-    }
-    join_all(&workers)?;
-    let time = start.elapsed();
-    Ok((time, array.as_slice().iter().sum()))
-}
-// ANCHOR_END: array_unlocked
