@@ -13,11 +13,11 @@ use std::ffi::c_void;
 use std::io::{Read, Write};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
-use std::sync::atomic::Ordering::Relaxed;
 
 use anyhow::{Context, ensure};
 use bytemuck::{Pod, Zeroable};
 use kit::fault;
+use kit::lock::meet;
 use kit::proc::{fork_child, join_all};
 use kit::queue::Queue;
 use kit::shm::Region;
@@ -72,8 +72,11 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR: fork
     println!("2. {WORKERS} workers forked after that; each sums its share, then writes one f64");
     let per_worker = MATRICES / WORKERS;
-    // Two meeting points in shared memory (see `meet`): every worker has started, every
-    // worker has measured.
+    // Two meeting points in shared memory (kit::lock::meet): every worker has started, every
+    // worker has measured. The counts a worker reads are its whole process's, and other
+    // processes change them: a page only the workers still share becomes one worker's
+    // private page when the other exits. So none measures before all are forked, and none
+    // exits before all have measured.
     let meetings = Region::new(8)?;
     let (started, measured) = (meetings.get::<AtomicU32>(0)?, meetings.get::<AtomicU32>(4)?);
     let (mut workers, mut reports) = (Vec::new(), Vec::new());
@@ -82,9 +85,9 @@ fn main() -> anyhow::Result<()> {
         // The child's memory is the parent's: `share` points into the same physical pages,
         // mapped read-only in both processes until one of them writes.
         workers.push(fork_child(move || -> anyhow::Result<()> {
-            meet(started);
+            meet(started, WORKERS as u32);
             let report = work(worker, share)?;
-            meet(measured);
+            meet(measured, WORKERS as u32);
             writer.write_all(bytemuck::bytes_of(&report)).context("send the report to the parent")
         })?);
         reports.push(reader);
@@ -155,19 +158,6 @@ fn work(worker: usize, share: &mut [f64]) -> anyhow::Result<Report> {
     Ok(Report { sum, before, after_reading, after_writing })
 }
 // ANCHOR_END: work
-
-// ANCHOR: meet
-/// Wait until every worker has got here. The counts a worker reads are the whole process's,
-/// and other processes change them: a page that only the workers still share (the parent
-/// wrote its own copy) becomes one worker's private page when the other exits. So each
-/// worker starts once all are forked, and none exits before all have measured.
-fn meet(arrived: &AtomicU32) {
-    arrived.fetch_add(1, Relaxed);
-    while arrived.load(Relaxed) < WORKERS as u32 {
-        std::thread::yield_now(); // on a busy machine, let the others get here
-    }
-}
-// ANCHOR_END: meet
 
 // ANCHOR: check
 /// What always holds, whatever the exact numbers of this run: checked before it is printed.

@@ -6,7 +6,7 @@
 //! one would never be woken by another.
 
 use std::sync::atomic::AtomicU32;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 use linux_futex::{Futex, Shared};
 
@@ -74,6 +74,18 @@ impl Drop for LockGuard<'_> {
     }
 }
 // ANCHOR_END: lock
+
+// ANCHOR: meet
+/// A meeting point in shared memory: each of `parties` processes adds itself to `arrived`
+/// (0 to start with) and waits until all have. It yields the CPU while it waits, so the
+/// others can get there even on one CPU. Set `arrived` back to 0 to meet again.
+pub fn meet(arrived: &AtomicU32, parties: u32) {
+    arrived.fetch_add(1, AcqRel); // what each did before arriving is seen by all after
+    while arrived.load(Acquire) < parties {
+        std::thread::yield_now();
+    }
+}
+// ANCHOR_END: meet
 
 #[cfg(test)]
 mod tests {

@@ -135,12 +135,7 @@ pub fn join_all(children: &[Pid]) -> anyhow::Result<()> {
         running.retain(|&p| p != pid);
         let code = ExitCode::of(status);
         if code != ExitCode(0) {
-            for &other in &running {
-                let _ = kill(other, Signal::SIGKILL);
-            }
-            for &other in &running {
-                let _ = waitpid(other, None);
-            }
+            stop(&running);
             let which = match children.iter().position(|&p| p == pid) {
                 Some(i) => format!("child {i} of {}", children.len()),
                 None => "a child started elsewhere".to_string(), // reaped by waitpid(-1)
@@ -155,6 +150,17 @@ pub fn join_all(children: &[Pid]) -> anyhow::Result<()> {
 }
 // ANCHOR_END: join_all
 
+/// Kill `children` and reap them: for children that can no longer finish (a sibling died,
+/// and they wait for what it will never do). Errors are ignored: one may have just exited.
+pub fn stop(children: &[Pid]) {
+    for &child in children {
+        let _ = kill(child, Signal::SIGKILL);
+    }
+    for &child in children {
+        let _ = waitpid(child, None);
+    }
+}
+
 /// For a parent waiting on a channel that `children` feed, while none of them should have
 /// ended yet: if one has, kill and reap the others and say which ended and how. (Waiting
 /// on, a dead child's missing message would keep the parent waiting forever.)
@@ -164,12 +170,7 @@ pub fn check_alive(children: &[Pid]) -> anyhow::Result<()> {
             waitpid(pid, Some(WaitPidFlag::WNOHANG)).with_context(|| format!("check child {pid}"))?;
         if status != WaitStatus::StillAlive {
             let others: Vec<Pid> = children.iter().copied().filter(|&p| p != pid).collect();
-            for &other in &others {
-                let _ = kill(other, Signal::SIGKILL);
-            }
-            for &other in &others {
-                let _ = waitpid(other, None);
-            }
+            stop(&others);
             anyhow::bail!(
                 "child {i} of {} (pid {pid}) ended early with exitcode {}; stopped the others",
                 children.len(),

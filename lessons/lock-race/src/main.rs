@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use kit::fault;
-use kit::lock::{Lock, SpinLock};
+use kit::lock::{Lock, SpinLock, meet};
 use kit::proc::{fork_child, join_all};
 use kit::shm::Region;
 use kit::{Args, Bench, Case, Lesson};
@@ -147,7 +147,9 @@ fn round(shared: &Shared, work: impl Fn(usize, i64)) -> anyhow::Result<(i64, Dur
     let mut workers = Vec::new();
     for (worker, amount) in [(0, DEPOSIT), (1, WITHDRAW)] {
         workers.push(fork_child(|| {
-            wait_at_gate(shared.gate, 2);
+            // Both start together (kit::lock::meet): otherwise one could be done before
+            // the other has started, and nothing would race.
+            meet(shared.gate, 2);
             work(worker, amount);
             0
         })?);
@@ -159,14 +161,6 @@ fn round(shared: &Shared, work: impl Fn(usize, i64)) -> anyhow::Result<(i64, Dur
     Ok((shared.balance.load(Relaxed), start.elapsed()))
 }
 
-/// Both workers start together: each says it is here, then waits for the other. Without
-/// this, one could be done before the other has started, and nothing would race.
-fn wait_at_gate(gate: &AtomicU32, workers: u32) {
-    gate.fetch_add(1, Relaxed);
-    while gate.load(Relaxed) < workers {
-        std::thread::yield_now(); // on one CPU, let the other worker get here
-    }
-}
 // ANCHOR_END: round
 
 // ANCHOR: busy_for

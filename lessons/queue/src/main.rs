@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use kit::fault;
-use kit::proc::{fork_child, join, join_all};
+use kit::proc::{fork_child, join, join_all, stop};
 use kit::queue::Queue;
 use kit::random_job::{self, FLOOR, WORKERS, array_unlocked, numbers, private_vec};
 use kit::shm::Region;
 use kit::{Args, Bench, Case, Lesson};
 use lesson_kit as kit;
-use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -209,16 +208,6 @@ fn check(reports: &[Vec<u8>]) -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: check
-
-/// Kill and reap children that can no longer finish.
-fn stop(children: &[Pid]) {
-    for &child in children {
-        let _ = kill(child, Signal::SIGKILL);
-    }
-    for &child in children {
-        let _ = waitpid(child, None);
-    }
-}
 
 // ANCHOR: still_running
 /// Whether `child` is still running after `ms` milliseconds: join with a timeout, looking
