@@ -4,15 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use lesson_kit::machine::Machine;
-use lesson_kit::measure::{Record, markdown_table};
+use plumbing::machine::Machine;
+use plumbing::measure::{Record, markdown_table};
 
 /// The repository's root directory.
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Every lesson: each folder under `lessons/` with a `Cargo.toml`, except the kit. Sorted.
+/// Every lesson: each folder under `lessons/` with a `Cargo.toml`. Sorted.
 pub fn lessons() -> Vec<String> {
     let dir = root().join("lessons");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
@@ -20,10 +20,14 @@ pub fn lessons() -> Vec<String> {
         .filter_map(|entry| entry.ok())
         .filter(|entry| entry.path().join("Cargo.toml").is_file())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name != "kit")
         .collect();
     names.sort();
     names
+}
+
+/// The built binary of `lesson-<name>` (dev profile), built once per process.
+pub fn lesson_binary(lesson: &str) -> PathBuf {
+    supervisor::build(&root().join("Cargo.toml"), &format!("lesson-{lesson}"))
 }
 
 /// Where `cargo xtask measure` writes a lesson's records and table.

@@ -270,7 +270,7 @@ fn measured_table(lesson: &str) -> Result<(), Failed> {
     let page = fs::read_to_string(&page_path)
         .map_err(|e| format!("{}: {e}; run `cargo xtask measure {lesson}`", page_path.display()))?;
     let records = fs::read_to_string(forklore::measured(lesson, "jsonl"))?;
-    let records = lesson_kit::measure::parse_records(&records)?;
+    let records = plumbing::measure::parse_records(&records)?;
     let (stamp, table) = forklore::split_measured_page(&page)
         .ok_or_else(|| format!("{}: not a page made by `cargo xtask measure`", page_path.display()))?;
     if !(stamp.starts_with("Measured on ") && stamp.contains("CPU") && stamp.contains(" on 20")) {
@@ -278,7 +278,7 @@ fn measured_table(lesson: &str) -> Result<(), Failed> {
             format!("{}: the stamp does not say machine and date: {stamp}", page_path.display()).into()
         );
     }
-    if table != lesson_kit::measure::markdown_table(&records) {
+    if table != plumbing::measure::markdown_table(&records) {
         return Err(format!(
             "{}: the table is not what `cargo xtask measure` makes of {lesson}.jsonl (edited by hand?)",
             page_path.display()

@@ -4,14 +4,15 @@
 //! states, asserted on the real output.
 //! Every lesson also gets the generic checks of tests/lessons.rs, without editing anything.
 
-mod support;
+use std::path::Path;
 
 use regex::Regex;
-use support::{Ending, binary, run};
+use supervisor::Run;
 
 /// The lesson's default run: exit 0, nothing left behind; its stdout.
 fn default_run(lesson: &str) -> String {
-    let result = run(&binary(lesson), &[], Ending::Natural);
+    let binary = forklore::lesson_binary(lesson);
+    let result = Run::new(&binary, Path::new(env!("CARGO_TARGET_TMPDIR"))).go();
     assert!(result.status.success() && result.leftovers.is_empty(), "{}", result.describe());
     result.stdout
 }

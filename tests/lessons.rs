@@ -14,27 +14,22 @@
 //! Review a changed snapshot with `cargo insta review` (or read the `.snap.new` beside it)
 //! before accepting it; `INSTA_UPDATE=always cargo test --test lessons` rewrites them all.
 
-mod support;
-
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
-use lesson_kit::measure::{Record, parse_records};
 use libtest_mimic::{Arguments, Failed, Trial};
-use support::{Ending, binary, run, run_with_env};
+use plumbing::measure::{Record, parse_records};
+use supervisor::{Ending, Outcome, Run};
 
-/// What varies from run to run, and what the snapshot shows instead.
-const REDACTIONS: [(&str, &str); 3] = [
-    // A process id: `pid 4242`.
-    (r"\bpid \d+", "pid [pid]"),
-    // A measured duration, as lesson_kit::measure::duration prints it: `0.503 s`, `8.41 µs`.
-    // Constants in lesson output have no decimal point ("500 ms"), so they stay.
-    (r"\b\d+\.\d+ (ns|µs|ms|s)\b", "[time]"),
-    // What a lesson itself marks as varying from run to run (a race's outcome, an
-    // interleaving): `{varies: 7 of 10}`. The lesson prints what always holds on a line of
-    // its own, and tests/invariants.rs checks the varying values against it.
-    (r"\{varies: [^}]*\}", "[varies]"),
-];
+/// A supervised run of `program`, with its own /tmp and /dev/shm under the test target dir.
+fn run(program: &Path, args: &[&str], env: &[(&str, &str)], ending: Ending) -> Outcome {
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    env.iter().fold(Run::new(program, scratch).args(args), |run, &(k, v)| run.env(k, v)).ending(ending).go()
+}
+
+fn binary(lesson: &str) -> PathBuf {
+    forklore::lesson_binary(lesson)
+}
 
 fn main() {
     let args = Arguments::from_args();
@@ -71,7 +66,7 @@ const SELF_TESTS: [(&str, &str, &str); 3] = [
 ];
 
 fn catches(script: &str, leak: &str) -> Result<(), Failed> {
-    let result = run(std::path::Path::new("/bin/sh"), &["-c", script], Ending::Natural);
+    let result = run(Path::new("/bin/sh"), &["-c", script], &[], Ending::Natural);
     check(result.leftovers.iter().any(|l| l.contains(leak)), || {
         format!("the hygiene check missed {leak:?}: {}", result.describe())
     })
@@ -82,7 +77,7 @@ fn check(ok: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
 }
 
 fn output(lesson: &str) -> Result<(), Failed> {
-    let result = run(&binary(lesson), &[], Ending::Natural);
+    let result = run(&binary(lesson), &[], &[], Ending::Natural);
     check(result.status.success() && result.leftovers.is_empty(), || {
         format!("lesson-{lesson} should exit 0 and leave nothing: {}", result.describe())
     })?;
@@ -91,7 +86,7 @@ fn output(lesson: &str) -> Result<(), Failed> {
     settings.set_snapshot_path(forklore::root().join("lessons").join(lesson));
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
-    for (pattern, replacement) in REDACTIONS {
+    for (pattern, replacement) in supervisor::REDACTIONS {
         settings.add_filter(pattern, replacement);
     }
     settings.bind(|| insta::assert_snapshot!("output", transcript));
@@ -99,23 +94,29 @@ fn output(lesson: &str) -> Result<(), Failed> {
 }
 
 fn ctrl_c(lesson: &str) -> Result<(), Failed> {
-    for after_ms in [50, 300] {
-        let result = run(&binary(lesson), &[], Ending::CtrlCAfter(Duration::from_millis(after_ms)));
-        check(support::ended_by_ctrl_c_or_itself(&result.status) && result.leftovers.is_empty(), || {
-            format!("Ctrl-C after {after_ms} ms: lesson-{lesson} left something: {}", result.describe())
+    // Right after the first section's heading, and after the second's: mid-run, with
+    // children started or about to be. The run must end by the interrupt, not by finishing.
+    for marker in ["1. ", "2. "] {
+        let result = run(&binary(lesson), &[], &[], Ending::CtrlCAtLine(marker));
+        check(result.ended_by_ctrl_c() && result.leftovers.is_empty(), || {
+            format!(
+                "Ctrl-C at the line starting {marker:?}: lesson-{lesson} should die of SIGINT, mid-run, \
+                 and leave nothing: {}",
+                result.describe()
+            )
         })?;
     }
     Ok(())
 }
 
 fn options(lesson: &str) -> Result<(), Failed> {
-    let help = run(&binary(lesson), &["--help"], Ending::Natural);
+    let help = run(&binary(lesson), &["--help"], &[], Ending::Natural);
     check(
         help.status.success() && help.stdout.contains("Usage:") && help.stdout.contains("--measure"),
         || format!("--help should print usage and exit 0: {}", help.describe()),
     )?;
     for bad in [&["--bogus"][..], &["--runs", "0"], &["--json"], &["--measure", "--runs"]] {
-        let result = run(&binary(lesson), bad, Ending::Natural);
+        let result = run(&binary(lesson), bad, &[], Ending::Natural);
         check(
             result.status.code() == Some(2)
                 && result.stdout.is_empty()
@@ -128,7 +129,7 @@ fn options(lesson: &str) -> Result<(), Failed> {
     Ok(())
 }
 
-/// Whether the lesson's workers can be made to fail on purpose (see lesson_kit::fault).
+/// Whether the lesson's workers can be made to fail on purpose (see plumbing::fault).
 fn injects_faults(lesson: &str) -> bool {
     let main = forklore::root().join("lessons").join(lesson).join("src/main.rs");
     std::fs::read_to_string(main).is_ok_and(|source| source.contains("fault::inject("))
@@ -136,8 +137,8 @@ fn injects_faults(lesson: &str) -> bool {
 
 fn fault_run(lesson: &str, fault: &str, shows: &str) -> Result<(), Failed> {
     let spec = format!("{fault}:1");
-    let env = [(lesson_kit::fault::VARIABLE, spec.as_str())];
-    let result = run_with_env(&binary(lesson), &[], &env, Ending::Natural);
+    let env = [(plumbing::fault::VARIABLE, spec.as_str())];
+    let result = run(&binary(lesson), &[], &env, Ending::Natural);
     check(
         result.status.code().is_some_and(|c| c != 0)
             && result.stderr.contains("child 1 ")
@@ -153,7 +154,7 @@ fn fault_run(lesson: &str, fault: &str, shows: &str) -> Result<(), Failed> {
 }
 
 fn measure(lesson: &str) -> Result<(), Failed> {
-    let result = run(&binary(lesson), &["--measure", "--quick", "--json"], Ending::Natural);
+    let result = run(&binary(lesson), &["--measure", "--quick", "--json"], &[], Ending::Natural);
     check(result.status.success() && result.leftovers.is_empty(), || {
         format!("--measure --quick --json should exit 0 and leave nothing: {}", result.describe())
     })?;
@@ -175,7 +176,7 @@ fn measure(lesson: &str) -> Result<(), Failed> {
         format!("duplicate cases: {names:?}")
     })?;
     let python_ran = records.iter().any(|r| r.implementation == "python");
-    check(python_ran || lesson_kit::python::find().is_none(), || {
+    check(python_ran || plumbing::python::find().is_none(), || {
         "python3 is here, but --measure ran no Python case".into()
     })?;
 

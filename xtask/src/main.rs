@@ -8,8 +8,8 @@
 
 use std::process::{Command, ExitCode, Stdio};
 
-use lesson_kit::machine::Machine;
-use lesson_kit::measure::parse_records;
+use plumbing::machine::Machine;
+use plumbing::measure::parse_records;
 
 const USAGE: &str = "\
 Usage: cargo xtask book

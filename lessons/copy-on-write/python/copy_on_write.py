@@ -16,7 +16,7 @@ import pickle
 import sys
 from multiprocessing import get_context
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "Children forked after the parent built a global read it without a copy, until they touch it."

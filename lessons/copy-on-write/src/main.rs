@@ -16,15 +16,14 @@ use std::sync::atomic::AtomicU32;
 
 use anyhow::{Context, ensure};
 use bytemuck::{Pod, Zeroable};
-use kit::fault;
-use kit::lock::meet;
-use kit::proc::{fork_child, join_all};
-use kit::queue::Queue;
-use kit::shm::Region;
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
+use multiproc::lock::meet;
+use multiproc::proc::{fork_child, join_all};
+use multiproc::queue::Queue;
+use multiproc::shm::Region;
 use nix::sys::mman::{MmapAdvise, madvise};
 use nix::unistd::{SysconfVar, getpid, sysconf};
+use plumbing::fault;
+use plumbing::{Args, Bench, Case, Lesson};
 
 const LESSON: Lesson = Lesson {
     name: "copy-on-write",
@@ -72,7 +71,7 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR: fork
     println!("2. {WORKERS} workers forked after that; each sums its share, then writes one f64");
     let per_worker = MATRICES / WORKERS;
-    // Two meeting points in shared memory (kit::lock::meet): every worker has started, every
+    // Two meeting points in shared memory (multiproc::lock::meet): every worker has started, every
     // worker has measured. The counts a worker reads are its whole process's, and other
     // processes change them: a page only the workers still share becomes one worker's
     // private page when the other exits. So none measures before all are forked, and none

@@ -15,7 +15,7 @@ import sys
 import time
 from multiprocessing import Barrier, Lock, Process, Value
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "Two processes update one shared Value: lost updates without a lock, none with one."

@@ -12,12 +12,11 @@ use std::sync::atomic::{AtomicI64, AtomicU32};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use kit::fault;
-use kit::lock::{Lock, SpinLock, meet};
-use kit::proc::{fork_child, join_all};
-use kit::shm::Region;
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
+use multiproc::lock::{Lock, SpinLock, meet};
+use multiproc::proc::{fork_child, join_all};
+use multiproc::shm::Region;
+use plumbing::fault;
+use plumbing::{Args, Bench, Case, Lesson};
 
 const LESSON: Lesson = Lesson {
     name: "lock-race",
@@ -86,7 +85,7 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR_END: no_lock
 
     // ANCHOR: with_lock
-    println!("3. The same read and write, holding kit::lock::Lock (a futex lock)");
+    println!("3. The same read and write, holding multiproc::lock::Lock (a futex lock)");
     let finals = rounds(&shared, |worker, amount| {
         for i in 0..OPS {
             let _guard = shared.lock.lock(); // held until the end of this turn of the loop
@@ -117,9 +116,9 @@ fn main() -> anyhow::Result<()> {
 /// What the workers share, all in one Region: the balance, two locks, a starting gate.
 struct Shared<'a> {
     balance: &'a AtomicI64,
-    /// kit::lock's futex lock: one u32, and no system call unless someone waits.
+    /// multiproc::lock's futex lock: one u32, and no system call unless someone waits.
     lock: &'a Lock,
-    /// kit::lock's spinlock: one u32 too (only `--measure` uses it).
+    /// multiproc::lock's spinlock: one u32 too (only `--measure` uses it).
     spin: &'a SpinLock,
     gate: &'a AtomicU32,
 }
@@ -147,7 +146,7 @@ fn round(shared: &Shared, work: impl Fn(usize, i64)) -> anyhow::Result<(i64, Dur
     let mut workers = Vec::new();
     for (worker, amount) in [(0, DEPOSIT), (1, WITHDRAW)] {
         workers.push(fork_child(|| {
-            // Both start together (kit::lock::meet): otherwise one could be done before
+            // Both start together (multiproc::lock::meet): otherwise one could be done before
             // the other has started, and nothing would race.
             meet(shared.gate, 2);
             work(worker, amount);

@@ -17,7 +17,7 @@ import signal
 import sys
 from multiprocessing import Manager, Process
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "Shared objects in a server process: multiprocessing.Manager(), its list and dict proxies."

@@ -5,7 +5,7 @@
 //! a proxy is a request to that server and a wait for its answer. This lesson builds the same:
 //! `Manager::start` forks a server that owns a list of (name, score) records and a dict, with
 //! one socketpair per client process; a proxy's `append`, `len`, `snapshot`, `get` and `set`
-//! are requests and responses serialised with serde_json and framed with `kit::wire`. It runs
+//! are requests and responses serialised with serde_json and framed with `multiproc::wire`. It runs
 //! the classic example (one child appends, another prints), a dict, four workers appending at
 //! once, a clean shutdown, and a server that dies. `--measure` asks why Manager is slow.
 
@@ -16,15 +16,14 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use kit::fault;
-use kit::proc::{ExitCode, fork_child, join, join_all};
-use kit::shm::Array;
-use kit::wire::{recv, send};
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
+use multiproc::proc::{ExitCode, fork_child, join, join_all};
+use multiproc::shm::Array;
+use multiproc::wire::{recv, send};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, close};
+use plumbing::fault;
+use plumbing::{Args, Bench, Case, Lesson};
 use serde::{Deserialize, Serialize};
 
 const LESSON: Lesson = Lesson {

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing import Pipe, Process
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "A channel between a parent and a child process: multiprocessing.Pipe()."

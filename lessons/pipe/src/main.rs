@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use ipc_channel::IpcError;
 use ipc_channel::ipc;
-use kit::proc::{fork_child, join, join_all};
-use kit::wire::{recv, send};
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
+use multiproc::proc::{fork_child, join, join_all};
+use multiproc::wire::{recv, send};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::close;
+use plumbing::{Args, Bench, Case, Lesson};
 use serde::{Deserialize, Serialize};
 
 const LESSON: Lesson = Lesson {

@@ -2,7 +2,7 @@
 //!
 //! `with Pool(4) as pool: pool.map(square, range(1000))`: workers forked once, tasks sent to
 //! them in chunks, results back in input order; `imap_unordered` for results as they finish;
-//! a task that raises; a worker that is killed. This lesson uses `kit::pool::Pool` (one
+//! a task that raises; a worker that is killed. This lesson uses `multiproc::pool::Pool` (one
 //! socketpair per worker, JSON messages, a feeder thread). `--measure` times the pool's cost
 //! per task with chunksize 1 and the default, beside Python's `Pool.map`, and CPU-bound tasks
 //! on 1, 2 and 4 workers beside a plain loop.
@@ -12,12 +12,11 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use kit::pool::Pool;
-use kit::proc::{fork_child, join_all};
-use kit::wire::{recv, send};
-use kit::{Args, Bench, Case, Lesson, fault};
-use lesson_kit as kit;
+use multiproc::pool::Pool;
+use multiproc::proc::{fork_child, join_all};
+use multiproc::wire::{recv, send};
 use nix::sys::signal::{Signal, kill};
+use plumbing::{Args, Bench, Case, Lesson, fault};
 
 const LESSON: Lesson = Lesson {
     name: "pool",

@@ -18,7 +18,7 @@ import sys
 import time
 from multiprocessing import Array, Process, Queue, Value
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "One queue, many processes: multiprocessing.Queue, put/get, sentinels, join before get, maxsize."

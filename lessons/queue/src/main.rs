@@ -2,7 +2,7 @@
 //!
 //! `q = Queue()` made before the workers start, `q.put(x)` in producers, `q.get()` in consumers,
 //! one sentinel per consumer to stop it, and `Queue(maxsize)` to hold back a fast producer.
-//! This lesson uses `kit::queue::Queue` (a pipe, a writers' lock and a readers' lock): three
+//! This lesson uses `multiproc::queue::Queue` (a pipe, a writers' lock and a readers' lock): three
 //! producers and two consumers with sentinels, the hang when a parent joins a child before
 //! getting what it put, and a bounded queue's backpressure. `--measure` times small and 1 MiB
 //! messages beside a bare pipe, and returns 4 million numbers through the queue beside shared
@@ -14,15 +14,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use kit::fault;
-use kit::proc::{fork_child, join, join_all, stop};
-use kit::queue::Queue;
-use kit::random_job::{self, FLOOR, WORKERS, array_unlocked, numbers, private_vec};
-use kit::shm::Region;
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
+use multiproc::proc::{fork_child, join, join_all, stop};
+use multiproc::queue::Queue;
+use multiproc::shm::Region;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use plumbing::fault;
+use plumbing::random_job::{self, FLOOR, WORKERS, array_unlocked, numbers, private_vec};
+use plumbing::{Args, Bench, Case, Lesson};
 
 const LESSON: Lesson = Lesson {
     name: "queue",
@@ -263,7 +262,7 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     // The value-array lesson's question: 4 workers return 4 million numbers to the parent.
     let per_worker = args.pick(1_000_000, 10_000);
     let case = |name: &str| Case::new(name).ops((WORKERS * per_worker) as u64);
-    // The same numbers, floor and lock=False case as value-array's: kit::random_job.
+    // The same numbers, floor and lock=False case as value-array's: plumbing::random_job.
     let mut mine = Vec::new();
     let (_, expected) = private_vec(&mut mine, per_worker)?;
     let checked = |run| random_job::checked(run, expected);

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "Start child processes and wait for them: start(), join(), is_alive(), exitcode."

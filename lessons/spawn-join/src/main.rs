@@ -9,13 +9,12 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use kit::proc::{ExitCode, exit_now, fork_child, join, spawn_self};
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
+use multiproc::proc::{ExitCode, exit_now, fork_child, join, spawn_self};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, pause};
+use plumbing::{Args, Bench, Case, Lesson};
 
 const LESSON: Lesson = Lesson {
     name: "spawn-join",
@@ -60,7 +59,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     // ANCHOR_END: fork
-    // From here on: kit::proc::fork_child and join are the steps above, plus two safety
+    // From here on: multiproc::proc::fork_child and join are the steps above, plus two safety
     // nets: a panic in the child never unwinds into the parent's code, and the child dies
     // if the parent does (PDEATHSIG).
 
@@ -120,7 +119,7 @@ fn main() -> anyhow::Result<()> {
     let second_code = join(second)?;
     let took = start.elapsed();
     println!("   exitcodes {first_code} and {second_code}");
-    println!("   both joined after {}", kit::measure::duration(took.as_secs_f64()));
+    println!("   both joined after {}", plumbing::measure::duration(took.as_secs_f64()));
     // ANCHOR_END: two_sleepers
     Ok(())
 }

@@ -17,7 +17,7 @@ import sys
 import time
 from multiprocessing import Array, Process, Queue, Value, get_context
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "Numbers in shared memory: multiprocessing.Value and Array, with lock=True and lock=False."

@@ -2,7 +2,7 @@
 //!
 //! `multiprocessing.Value('q', 0)` and `Array('d', n)` put numbers in memory that every
 //! child shares, each with a lock; `lock=False` leaves the lock out. This lesson does the
-//! same with `kit::shm::Value` and `kit::shm::Array`: a counter that children add to under
+//! same with `multiproc::shm::Value` and `multiproc::shm::Array`: a counter that children add to under
 //! its lock, an array that children fill without a lock, each through its own `&mut` part,
 //! and the same array with the lock taken for every element. `--measure` asks why shared
 //! memory can be slower than a queue: 4 workers make 4 million random numbers for the
@@ -13,13 +13,12 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use kit::fault;
-use kit::proc::{fork_child, join_all};
-use kit::random_job::{self, FLOOR, array_unlocked, numbers, private_vec};
-use kit::shm::{Array, Region, Value};
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
 use memmap2::MmapMut;
+use multiproc::proc::{fork_child, join_all};
+use multiproc::shm::{Array, Region, Value};
+use plumbing::fault;
+use plumbing::random_job::{self, FLOOR, array_unlocked, numbers, private_vec};
+use plumbing::{Args, Bench, Case, Lesson};
 
 const LESSON: Lesson = Lesson {
     name: "value-array",
@@ -127,7 +126,10 @@ fn main() -> anyhow::Result<()> {
     })?;
     join_all(&[child])?;
     println!("   memmap2 map_anon (MAP_PRIVATE): the parent reads {}", private[0]);
-    println!("   kit::shm::Region (memfd, MAP_SHARED): the parent reads {}", shared.slice::<u8>(0, 1)?[0]);
+    println!(
+        "   multiproc::shm::Region (memfd, MAP_SHARED): the parent reads {}",
+        shared.slice::<u8>(0, 1)?[0]
+    );
     // ANCHOR_END: private
     Ok(())
 }
@@ -164,7 +166,7 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     let case = |name: &str| Case::new(name).ops((WORKERS * per_worker) as u64);
     let vs_floor = |name: &str| case(name).vs(FLOOR);
 
-    // The numbers, the floor and the lock=False case are kit::random_job's: the queue
+    // The numbers, the floor and the lock=False case are plumbing::random_job's: the queue
     // lesson measures the same job. Every case must give the parent the floor's sum.
     let mut mine = Vec::new();
     let (_, expected) = private_vec(&mut mine, per_worker)?;

@@ -18,7 +18,7 @@ import zlib
 from functools import partial
 from multiprocessing import Pool, Process, Queue, RawArray
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "Why is my multiprocessing slower than one process? One process, a Queue, shared memory, a Pool."

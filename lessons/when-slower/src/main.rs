@@ -13,12 +13,11 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use kit::fault;
-use kit::proc::{check_alive, fork_child, join_all};
-use kit::queue::Queue;
-use kit::shm::Region;
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
+use multiproc::proc::{check_alive, fork_child, join_all};
+use multiproc::queue::Queue;
+use multiproc::shm::Region;
+use plumbing::fault;
+use plumbing::{Args, Bench, Case, Lesson};
 
 const LESSON: Lesson = Lesson {
     name: "when-slower",

@@ -18,7 +18,7 @@ import time
 from array import array
 from collections import namedtuple
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
 
 ABOUT = "Typed views over shared memory: numpy.frombuffer, or memoryview.cast, over a shared Array."

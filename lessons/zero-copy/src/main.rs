@@ -3,7 +3,7 @@
 //! In Python, `numpy.frombuffer(arr.get_obj())` (or, without numpy,
 //! `memoryview(arr.get_obj()).cast('B').cast('d')`) turns a shared `Array`'s bytes into an
 //! array of floats without copying them: every process reads and writes the same pages. This
-//! lesson does the same with `kit::shm` and ndarray: a grid in shared memory whose rows
+//! lesson does the same with `multiproc::shm` and ndarray: a grid in shared memory whose rows
 //! workers fill through views, and one region holding every worker's array at its own,
 //! aligned, offset. `--measure` fills a million f64 per worker through a shared view, into a
 //! private Vec, through a serialising channel and through a proxy process one block at a
@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use ipc_channel::ipc;
-use kit::fault;
-use kit::proc::{fork_child, join_all};
-use kit::shm::{Array, Region};
-use kit::wire::{recv, send};
-use kit::{Args, Bench, Case, Lesson};
-use lesson_kit as kit;
+use multiproc::proc::{fork_child, join_all};
+use multiproc::shm::{Array, Region};
+use multiproc::wire::{recv, send};
 use ndarray::{ArrayView2, ArrayViewMut2};
+use plumbing::fault;
+use plumbing::{Args, Bench, Case, Lesson};
 
 const LESSON: Lesson = Lesson {
     name: "zero-copy",

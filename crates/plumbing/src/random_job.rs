@@ -15,8 +15,8 @@ use anyhow::ensure;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::proc::{fork_child, join_all};
-use crate::shm::Array;
+use multiproc::proc::{fork_child, join_all};
+use multiproc::shm::Array;
 
 /// Worker processes in every multi-process case.
 pub const WORKERS: usize = 4;

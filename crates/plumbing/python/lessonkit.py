@@ -1,10 +1,10 @@
-"""Plumbing shared by the lessons' Python programs, as lesson-kit is for the Rust ones.
+"""Plumbing shared by the lessons' Python programs, as the plumbing crate is for the Rust ones.
 
 The same options (--measure, --json, --runs N, --quick) and the same JSON records, one per
 line, so a lesson's --measure can run its Python twin and put both in one table.
 A lesson program imports it with:
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "kit" / "python"))
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
     import lessonkit
 """
 

@@ -1,0 +1,19 @@
+//! plumbing: what every forklore lesson needs and no chapter teaches.
+//!
+//! - [`cli`]: the options every lesson takes, `--help`, and one-line errors with exit 2.
+//! - [`measure`]: `--measure`: cases run several times, median, fastest and slowest, a ratio
+//!   to a baseline from the same run; the table, and JSON records for the book.
+//! - [`machine`]: the machine a table was measured on (CPU, CPUs, OS, kernel, date).
+//! - [`python`]: running the lesson's Python twin for its rows of the table.
+//! - [`fault`]: faults on purpose, for the tests (a worker that panics or is killed).
+//! - [`random_job`]: the job two lessons measure (value-array and queue), written once.
+
+pub mod cli;
+pub mod fault;
+pub mod machine;
+pub mod measure;
+pub mod python;
+pub mod random_job;
+
+pub use cli::{Args, Lesson};
+pub use measure::{Bench, Case};

@@ -1,0 +1,425 @@
+//! supervisor: run a program the way a reader would, under a timeout, and report everything
+//! it left behind. forklore's tests use it to run every lesson and its Python twin; the
+//! exercise runner can use it to run a learner's program.
+//!
+//! - The process that uses it becomes a *child subreaper*: any process a run leaves behind,
+//!   alive or a zombie, is re-parented to it when the run's own process exits, and is seen.
+//!   Every child it starts (a run, a `cargo build`) starts and ends under one lock, so what
+//!   is its child after a run is that run's leftover, and only that is killed.
+//! - Each run gets a `/tmp` and a `/dev/shm` of its own: fresh folders, mounted over those
+//!   paths in a private mount namespace, where the system permits one (root, or a user
+//!   namespace). A file found in them afterwards is certainly the run's, and is deleted with
+//!   them. Where no private namespace is permitted, `TMPDIR` still points to a fresh folder,
+//!   and what appears in the real `/dev/shm` meanwhile is reported, never deleted: it may be
+//!   another program's.
+//! - The run is its own process group, so a Ctrl-C can be sent to all of it, as a terminal
+//!   does, and a timeout kills all of it.
+//! - [`REDACTIONS`] say what varies from run to run (pids, measured times, and what a lesson
+//!   marks as varying), for comparing output with a snapshot.
+//!
+//! It never forks to run Rust code: it starts programs with `std::process::Command`, whose
+//! only code between fork and exec is the mount namespace's few system calls.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, getpid};
+
+/// How long a run may take before it is killed: a debug build on a busy 2-core machine.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What varies from run to run, as regular expressions, and what a snapshot shows instead.
+pub const REDACTIONS: [(&str, &str); 3] = [
+    // A process id: `pid 4242`.
+    (r"\bpid \d+", "pid [pid]"),
+    // A measured duration, as plumbing::measure::duration prints it: `0.503 s`, `8.41 µs`.
+    // Constants in lesson output have no decimal point ("500 ms"), so they stay.
+    (r"\b\d+\.\d+ (ns|µs|ms|s)\b", "[time]"),
+    // What a lesson marks as varying from run to run, when asked to (a race's outcome, an
+    // interleaving): `{varies: 7 of 10}`. See plumbing::varies.
+    (r"\{varies: [^}]*\}", "[varies]"),
+];
+
+/// Every child process this process starts starts and ends under this lock, so that
+/// whatever is our child after a run is that run's leftover.
+static ONE_CHILD_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// The binary `package` of the Cargo workspace at `manifest`, built once per process (dev
+/// profile), under the same lock as runs: a build's processes are never taken for leftovers.
+pub fn build(manifest: &Path, package: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(package.to_string())
+        .or_insert_with(|| {
+            let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+            let run = escargot::CargoBuild::new()
+                .package(package)
+                .bin(package)
+                .manifest_path(manifest)
+                .run()
+                .unwrap_or_else(|e| panic!("cargo build -p {package} failed: {e}"));
+            run.path().to_path_buf()
+        })
+        .clone()
+}
+
+/// How a supervised run ends.
+#[derive(Clone, Copy, Debug)]
+pub enum Ending {
+    /// Let it run to the end.
+    Natural,
+    /// As soon as a line of its stdout starts with this text, do what a terminal does on
+    /// Ctrl-C: SIGINT to the whole process group. (If no such line comes, the run ends by
+    /// itself, and [`Outcome::interrupted`] says it was not interrupted.)
+    CtrlCAtLine(&'static str),
+}
+
+/// One supervised run: what to start, and how.
+pub struct Run<'a> {
+    program: &'a Path,
+    args: Vec<&'a str>,
+    env: Vec<(&'a str, &'a str)>,
+    ending: Ending,
+    scratch: &'a Path,
+}
+
+/// What a run gave.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// Everything the run left behind: processes, files. Empty when it cleaned up.
+    pub leftovers: Vec<String>,
+    /// Whether the Ctrl-C of [`Ending::CtrlCAtLine`] was sent (the line came, and the run
+    /// had not ended yet).
+    pub interrupted: bool,
+}
+
+impl Outcome {
+    /// The status, leftovers and output, for a failure message.
+    pub fn describe(&self) -> String {
+        format!(
+            "status {:?}, interrupted {}, leftovers {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.interrupted, self.leftovers, self.stdout, self.stderr
+        )
+    }
+
+    /// Whether the run was ended by the Ctrl-C it was sent (SIGINT), not by finishing.
+    pub fn ended_by_ctrl_c(&self) -> bool {
+        self.interrupted && self.status.signal() == Some(Signal::SIGINT as i32)
+    }
+}
+
+impl<'a> Run<'a> {
+    /// Run `program`; `scratch` is a folder of the caller's where each run gets its own
+    /// `tmp` and `shm` folders (deleted after the run).
+    pub fn new(program: &'a Path, scratch: &'a Path) -> Run<'a> {
+        Run { program, args: Vec::new(), env: Vec::new(), ending: Ending::Natural, scratch }
+    }
+
+    pub fn args(mut self, args: &[&'a str]) -> Self {
+        self.args.extend_from_slice(args);
+        self
+    }
+
+    pub fn env(mut self, name: &'a str, value: &'a str) -> Self {
+        self.env.push((name, value));
+        self
+    }
+
+    pub fn ending(mut self, ending: Ending) -> Self {
+        self.ending = ending;
+        self
+    }
+
+    /// Start the run, wait for it to end (or kill it at [`TIMEOUT`]), and look at what it
+    /// left behind.
+    pub fn go(self) -> Outcome {
+        // One run at a time: leftovers are attributed to the run that just ended.
+        let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        static SUBREAPER: OnceLock<()> = OnceLock::new();
+        SUBREAPER
+            .get_or_init(|| nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper"));
+
+        let dirs = RunDirs::new(self.scratch);
+        let shm_before = shm_entries(Path::new("/dev/shm"));
+        let (mut child, isolated) = self.spawn(&dirs);
+        let group = Pid::from_raw(child.id() as i32);
+        let (marker_tx, marker_rx) = mpsc::channel();
+        let marker = match self.ending {
+            Ending::CtrlCAtLine(prefix) => Some(prefix),
+            Ending::Natural => None,
+        };
+        let stdout = drain_lines(child.stdout.take().expect("stdout is piped"), marker, marker_tx);
+        let stderr = drain(child.stderr.take().expect("stderr is piped"));
+
+        let mut leftovers = Vec::new();
+        let started = Instant::now();
+        let mut interrupted = false;
+        let status = loop {
+            // Only this loop reaps the run's process, and it signals before it reaps: the
+            // process group cannot have been reused by another program yet.
+            if let Some(status) = child.try_wait().expect("wait for the run") {
+                break status;
+            }
+            if !interrupted && marker_rx.try_recv().is_ok() {
+                let _ = killpg(group, Signal::SIGINT);
+                interrupted = true;
+            }
+            if started.elapsed() > TIMEOUT {
+                leftovers.push(format!("timed out after {TIMEOUT:?}: killed"));
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            thread::sleep(Duration::from_millis(2));
+        };
+        // Children die with their parent (PDEATHSIG, or the Ctrl-C that reached the whole
+        // group) a moment later, and helpers exit when their pipes close: give them that moment.
+        leftovers.extend(leftover_processes(Duration::from_secs(3), interrupted));
+        // Only now: a leftover process may hold the output pipes open, and it has been killed.
+        let stdout = stdout.join().expect("the stdout reader");
+        let stderr = stderr.join().expect("the stderr reader");
+        leftovers.extend(dirs.leftover_files(isolated));
+        if !isolated {
+            for entry in shm_entries(Path::new("/dev/shm")).difference(&shm_before) {
+                leftovers.push(format!(
+                    "/dev/shm/{entry} appeared during the run (no private mount namespace here, so \
+                     it may be another program's: not deleted)"
+                ));
+            }
+        }
+        dirs.remove();
+        Outcome { status, stdout, stderr, leftovers, interrupted }
+    }
+
+    /// Start the run in a private mount namespace if this system permits one; else plainly.
+    fn spawn(&self, dirs: &RunDirs) -> (std::process::Child, bool) {
+        static ISOLATION: OnceLock<bool> = OnceLock::new();
+        if *ISOLATION.get().unwrap_or(&true) {
+            match self.command(dirs, true).spawn() {
+                Ok(child) => {
+                    ISOLATION.get_or_init(|| true);
+                    return (child, true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    eprintln!(
+                        "supervisor: no private mount namespace here ({e}): each run's TMPDIR is \
+                         its own, and what appears in /dev/shm is reported, not deleted"
+                    );
+                    ISOLATION.get_or_init(|| false);
+                }
+                Err(e) => panic!("cannot start {}: {e}", self.program.display()),
+            }
+        }
+        let child = self
+            .command(dirs, false)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
+        (child, false)
+    }
+
+    fn command(&self, dirs: &RunDirs, isolated: bool) -> Command {
+        let mut command = Command::new(self.program);
+        command
+            .args(&self.args)
+            .env("TMPDIR", if isolated { Path::new("/tmp") } else { dirs.tmp.as_path() })
+            .envs(self.env.iter().copied())
+            .env_remove("CARGO_TERM_COLOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        if isolated {
+            let binds = dirs.binds();
+            // SAFETY: between fork and exec only async-signal-safe work may be done: the
+            // closure makes three kinds of system call (unshare, mount) on strings made
+            // before the fork, and allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    unshare(CloneFlags::CLONE_NEWNS)?;
+                    // Our binds must not reach the namespace we came from.
+                    mount(
+                        None::<&std::ffi::CStr>,
+                        c"/",
+                        None::<&std::ffi::CStr>,
+                        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                        None::<&std::ffi::CStr>,
+                    )?;
+                    for (from, onto) in &binds {
+                        mount(
+                            Some(from.as_c_str()),
+                            onto.as_c_str(),
+                            None::<&std::ffi::CStr>,
+                            MsFlags::MS_BIND,
+                            None::<&std::ffi::CStr>,
+                        )?;
+                    }
+                    Ok(())
+                });
+            }
+        }
+        command
+    }
+}
+
+/// A run's own folders, under the caller's scratch folder.
+struct RunDirs {
+    root: PathBuf,
+    tmp: PathBuf,
+    shm: PathBuf,
+}
+
+impl RunDirs {
+    fn new(scratch: &Path) -> RunDirs {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let root = scratch.join(format!("run-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root); // a folder of ours, from an earlier process
+        let (tmp, shm) = (root.join("tmp"), root.join("shm"));
+        for dir in [&tmp, &shm] {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        }
+        RunDirs { root, tmp, shm }
+    }
+
+    /// What to mount over what in the run's namespace, as C strings made before the fork.
+    fn binds(&self) -> Vec<(CString, CString)> {
+        let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("a path without NUL");
+        let mut binds = vec![(c(&self.tmp), c(Path::new("/tmp")))];
+        if Path::new("/dev/shm").is_dir() {
+            binds.push((c(&self.shm), c(Path::new("/dev/shm"))));
+        }
+        binds
+    }
+
+    /// Files left in the run's own folders: certainly the run's.
+    fn leftover_files(&self, isolated: bool) -> Vec<String> {
+        let mut found: Vec<String> = Vec::new();
+        let mut look = |dir: &Path, shown_as: &str| {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok()) {
+                found.push(format!("left {shown_as}/{}", entry.file_name().to_string_lossy()));
+            }
+        };
+        look(&self.tmp, if isolated { "/tmp" } else { "$TMPDIR" });
+        if isolated {
+            look(&self.shm, "/dev/shm");
+        }
+        found
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Read a pipe to its end, by lines; tell `marker` when a line starts with its text.
+fn drain_lines(
+    pipe: impl Read + Send + 'static,
+    marker: Option<&'static str>,
+    seen: mpsc::Sender<()>,
+) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let piece = String::from_utf8_lossy(&line);
+            if marker.is_some_and(|m| piece.starts_with(m)) {
+                let _ = seen.send(());
+            }
+            text.push_str(&piece);
+            line.clear();
+        }
+        text
+    })
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+fn shm_entries(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One of our children, from /proc. After a run's process exits, every child of ours is
+/// something the run left behind (re-parented to us, the subreaper).
+struct Orphan {
+    pid: Pid,
+    state: char,
+    /// The program's name, as the kernel keeps it (15 bytes at most): kept for zombies too.
+    comm: String,
+}
+
+fn our_children() -> Vec<Orphan> {
+    let me = getpid().as_raw();
+    let mut children = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return children };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses; split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = stat[open + 1..close].to_string();
+        let mut fields = stat[close + 1..].split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid: i32 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        if ppid == me {
+            children.push(Orphan { pid: Pid::from_raw(pid), state, comm });
+        }
+    }
+    children
+}
+
+/// What the run left: a process still running after `grace` is an orphan. A zombie of a
+/// lesson binary is a child the lesson never waited for (unless the run was interrupted:
+/// then parent and children die together). A zombie of another program is a helper that
+/// exited by itself just after its parent, like Python's resource tracker: not a leak.
+/// Every one of them is the run's (our child, under the one-run lock): killed and reaped.
+fn leftover_processes(grace: Duration, interrupted: bool) -> Vec<String> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let children = our_children();
+        let running = children.iter().any(|c| c.state != 'Z');
+        if !running || Instant::now() >= deadline {
+            let mut found = Vec::new();
+            for child in &children {
+                if child.state != 'Z' {
+                    found.push(format!("left a process running: pid {} ({})", child.pid, child.comm));
+                } else if !interrupted && child.comm.starts_with("lesson-") {
+                    found.push(format!(
+                        "left a zombie (never waited for): pid {} ({})",
+                        child.pid, child.comm
+                    ));
+                }
+                let _ = kill(child.pid, Signal::SIGKILL);
+                let _ = waitpid(child.pid, None);
+            }
+            return found;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
