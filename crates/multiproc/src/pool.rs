@@ -23,13 +23,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::proc::{ExitCode, fork_child, join};
+use crate::proc::{ExitCode, fork_child, join, stop};
 use crate::wire::{recv, send};
 
 // ANCHOR: pool
@@ -176,7 +175,7 @@ impl<T: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Pool<T, R
             let read = read_results(workers, tasks.len(), chunksize, finished, tasks_done, &mut take);
             // On failure, kill every worker before joining the feeder: a write it is blocked in
             // then fails with EPIPE, so the join cannot hang.
-            let failed = read.err().map(|failure| stop(workers, failure));
+            let failed = read.err().map(|failure| broken(workers, failure));
             let _ = feeder.join(); // its errors come from the dead worker that `failed` names
             failed
         });
@@ -264,7 +263,7 @@ fn read_results<R: DeserializeOwned>(
 /// A worker died (or results could not be read): like `join_all`, reap it, kill and reap the
 /// others, and say which one died and how. Python's ProcessPoolExecutor calls this state
 /// "broken" (BrokenProcessPool); its `Pool` would wait forever for the lost tasks.
-fn stop(workers: &[Worker], failure: Failure) -> String {
+fn broken(workers: &[Worker], failure: Failure) -> String {
     let mut running: Vec<Pid> = workers.iter().map(|w| w.pid).collect();
     let what = match failure {
         Failure::Died(i) => {
@@ -278,12 +277,7 @@ fn stop(workers: &[Worker], failure: Failure) -> String {
         }
         Failure::Other(error) => format!("pool is broken: {error:#}"),
     };
-    for &pid in &running {
-        let _ = kill(pid, Signal::SIGKILL);
-    }
-    for &pid in &running {
-        let _ = waitpid(pid, None);
-    }
+    stop(&running);
     format!("{what}; stopped the {} still running", running.len())
 }
 // ANCHOR_END: broken
@@ -367,18 +361,18 @@ impl<T, R> Pool<T, R> {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        for (code, worker) in codes.iter_mut().zip(&workers).filter(|(code, _)| code.is_none()) {
-            let _ = kill(worker.pid, Signal::SIGKILL);
-            *code = Some(join(worker.pid)?);
-        }
+        let stragglers: Vec<Pid> =
+            codes.iter().zip(&workers).filter(|(code, _)| code.is_none()).map(|(_, w)| w.pid).collect();
+        stop(&stragglers);
         for (i, (code, worker)) in codes.iter().zip(&workers).enumerate() {
-            let code = code.expect("every worker reaped");
-            ensure!(
-                code == ExitCode(0),
-                "child {i} of {} (pid {}) ended with exitcode {code} at shutdown",
-                workers.len(),
-                worker.pid
-            );
+            let (n, pid) = (workers.len(), worker.pid);
+            match code {
+                Some(ExitCode(0)) => {}
+                Some(code) => bail!("child {i} of {n} (pid {pid}) ended with exitcode {code} at shutdown"),
+                None => {
+                    bail!("child {i} of {n} (pid {pid}) was still busy {GRACE:?} after its sentinel: killed")
+                }
+            }
         }
         Ok(())
     }
@@ -397,26 +391,7 @@ impl<T, R> Drop for Pool<T, R> {
 mod tests {
     use super::*;
 
-    // Tests never fork (the harness has threads): the lesson runs the pool. Here, the rules.
-    fn pool(processes: usize) -> Pool<u64, u64> {
-        Pool {
-            workers: Vec::new(),
-            processes,
-            broken: None,
-            tasks_done: vec![0; processes],
-            types: PhantomData,
-        }
-    }
-
-    #[test]
-    fn chunksize_is_pythons() {
-        // Python: chunksize, extra = divmod(len, 4 * processes); if extra: chunksize += 1
-        assert_eq!(pool(4).default_chunksize(1000), 63);
-        assert_eq!(pool(2).default_chunksize(1000), 125);
-        assert_eq!(pool(4).default_chunksize(5), 1);
-        assert_eq!(pool(4).default_chunksize(0), 1);
-    }
-
+    // Tests here never fork (the harness has threads): tests/pool.rs starts real workers.
     #[test]
     fn a_panicking_task_is_named() {
         let items = [1u64, 13, 2];
@@ -424,12 +399,5 @@ mod tests {
         let error = settle(&items, outcomes).unwrap_err().to_string();
         assert_eq!(error, "the task panicked on item 13 (index 1): 13 is unlucky");
         assert_eq!(panic_message(Box::new(String::from("boom"))), "boom");
-    }
-
-    #[test]
-    fn a_broken_pool_says_so() {
-        let mut broken = pool(2);
-        broken.broken = Some("a worker process died: pool is broken".into());
-        assert!(broken.map(&[1], None).unwrap_err().to_string().contains("pool is broken"));
     }
 }

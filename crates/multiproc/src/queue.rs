@@ -22,11 +22,11 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use linux_futex::{AsFutex, Futex, Shared};
+use linux_futex::{AsFutex, Futex, Shared as AcrossProcesses};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::lock::Lock;
-use crate::shm::Region;
+use crate::shm::Shared;
 use crate::wire::{recv, send};
 
 // ANCHOR: queue
@@ -36,14 +36,9 @@ pub struct Queue {
     /// `None` once this process has called [`Queue::close`].
     writer: Option<PipeWriter>,
     /// The writers' lock, the readers' lock, and the free slots, in shared memory.
-    shared: Region,
+    shared: Shared<(Lock, Lock, AtomicU32)>,
     maxsize: Option<u32>,
 }
-
-/// Where each shared object lives in `shared`.
-const WRITERS: usize = 0;
-const READERS: usize = 4;
-const FREE_SLOTS: usize = 8;
 
 impl Queue {
     /// Python's `Queue()`: no limit but the pipe's own buffer.
@@ -59,9 +54,9 @@ impl Queue {
 
     fn make(maxsize: Option<u32>) -> anyhow::Result<Queue> {
         let (reader, writer) = std::io::pipe().context("create the queue's pipe")?;
-        let shared = Region::new(12)?; // zeroed: both locks free, no free slots yet
+        let shared = Shared::<(Lock, Lock, AtomicU32)>::new()?; // zeroed: both locks free, no free slots
         if let Some(maxsize) = maxsize {
-            shared.get::<AtomicU32>(FREE_SLOTS)?.store(maxsize, Relaxed);
+            shared.2.store(maxsize, Relaxed);
         }
         Ok(Queue { reader, writer: Some(writer), shared, maxsize })
     }
@@ -74,7 +69,7 @@ impl Queue {
         if self.maxsize.is_some() {
             self.take_slot(); // before the lock: never hold it while waiting for room
         }
-        let _turn = self.lock(WRITERS).lock(); // the whole message, or nothing, goes in
+        let _turn = self.shared.0.lock(); // the whole message, or nothing, goes in
         send(&mut writer, message).context("write a message into the queue's pipe")
     }
 
@@ -82,7 +77,7 @@ impl Queue {
     /// process has closed its write end or exited). Usually a sentinel message ends a
     /// consumer long before that.
     pub fn get(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        let _turn = self.lock(READERS).lock(); // read a whole message before anyone else reads
+        let _turn = self.shared.1.lock(); // read a whole message before anyone else reads
         let message = recv(&mut &self.reader).context("read a message from the queue's pipe")?;
         if message.is_some() && self.maxsize.is_some() {
             self.give_slot();
@@ -95,7 +90,7 @@ impl Queue {
     /// [`crate::proc::check_alive`]) instead of waiting forever for its result. The end of
     /// the queue (every writer gone) is an error here.
     pub fn get_within(&self, timeout: Duration) -> anyhow::Result<Option<Vec<u8>>> {
-        let _turn = self.lock(READERS).lock();
+        let _turn = self.shared.1.lock();
         let mut pipe = [PollFd::new(self.reader.as_fd(), PollFlags::POLLIN)];
         let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
         if poll(&mut pipe, PollTimeout::from(millis)).context("wait for the queue's pipe")? == 0 {
@@ -109,16 +104,12 @@ impl Queue {
         Ok(Some(message))
     }
 
-    fn lock(&self, which: usize) -> &Lock {
-        self.shared.get(which).expect("the queue's locks are in its region")
-    }
     // ANCHOR_END: put_get
 
     // ANCHOR: semaphore
     /// The free slots, a counting semaphore: `put` takes one, `get` gives one back.
-    fn slots(&self) -> &Futex<Shared> {
-        let word: &AtomicU32 = self.shared.get(FREE_SLOTS).expect("the slots are in the queue's region");
-        word.as_futex()
+    fn slots(&self) -> &Futex<AcrossProcesses> {
+        self.shared.2.as_futex()
     }
 
     /// Take a free slot, sleeping while there is none.
@@ -159,8 +150,7 @@ impl Queue {
 mod tests {
     use super::*;
 
-    // One process, one thread: a Queue is not Sync (its Region is shared between
-    // processes, not threads), and tests never fork. The lesson shows several processes.
+    // One process: tests never fork (the harness has threads). The lesson shows several.
     #[test]
     fn messages_come_out_whole_and_in_order() {
         let queue = Queue::new().unwrap();

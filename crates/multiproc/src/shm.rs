@@ -1,16 +1,43 @@
-//! Memory that processes share: made before `fork`, the same physical pages in the parent
-//! and in every child. The value-array chapter includes the anchored parts.
+//! Memory that processes share: made before `fork`, the same physical pages in the parent and
+//! in every child forked after it. The value-array and zero-copy chapters include the
+//! anchored parts.
+//!
+//! # The rule: memory another process may write is touched only through atomics or a lock
+//!
+//! Rust lets the compiler assume that while a plain `&[f64]` exists, nothing writes the
+//! numbers it points to, and that while a `&mut [f64]` exists, nothing else reads or writes
+//! them. It uses that: it keeps values in registers, reorders and merges loads and stores.
+//! Between threads, the borrow checker proves the assumption. Another process is outside
+//! its view: `fork` copies every reference the parent holds into the child, so "only this
+//! reference can write here" stops being true the moment the child exists. A program that
+//! breaks the assumption has undefined behaviour: not merely a wrong number, but code the
+//! compiler was allowed to get wrong in any way.
+//!
+//! So this module hands out plain references to shared memory only where no other process
+//! can touch the same bytes while the reference lives, and proves it at run time:
+//! - [`Shared<T>`] holds atomics and locks ([`Shareable`] types), which are made to be
+//!   changed by several processes at once. Any process may use them at any time.
+//! - [`Value`] and [`Array`] hold plain numbers behind a lock that lives in the same shared
+//!   memory: their data is reached only through a [`Guard`], which holds the lock, in
+//!   whatever process it is taken. (Python's `Value` and `Array` with `lock=True`.)
+//! - [`Array::fork_parts`] and [`Array::fork_chunks`] are `lock=False`: they hold the
+//!   array's lock themselves while children run, and give each child its own part, a plain
+//!   `&mut [T]` that no other process can reach, until every child has been reaped.
+//! - A process that holds a guard or a part cannot fork ([`crate::proc::fork_child`]
+//!   refuses): the child would get a copy of it, and two processes would write through it.
 //!
 //! Why not `memmap2::MmapMut::map_anon`? It maps MAP_PRIVATE: after fork, each process gets
 //! its own copy of a page the moment it writes to it (copy-on-write), so a child's writes
 //! never reach the parent. A shared mapping of a memory file is what Python's
 //! `multiprocessing.sharedctypes` uses too (an anonymous file in a temporary directory).
 
-use std::fs::File;
+use std::cell::Cell;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
+use std::ops::{Deref, DerefMut, Range};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicI64, AtomicU8, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use anyhow::{Context, bail, ensure};
 use bytemuck::Pod;
@@ -18,125 +45,186 @@ use memmap2::MmapMut;
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::lock::{Lock, LockGuard, SpinLock};
+use crate::proc::{ChildExit, Children, fork_child};
 
 // ANCHOR: region
-/// Zeroed memory shared with every child forked after it was made.
+/// Zeroed memory shared with every child forked after it was made: the storage under
+/// [`Shared`], [`Value`] and [`Array`], which say how it may be touched.
 ///
 /// It is a memory file (`memfd_create`) mapped MAP_SHARED. The file has no name anywhere
 /// (nothing in /dev/shm to forget), and the kernel frees it when the last process that
 /// maps it has exited, however that process ended.
-pub struct Region {
+struct Region {
     map: MmapMut,
-    /// The mapping's first byte, taken once from `as_mut_ptr`: the one pointer that writes
-    /// through shared references (locks, atomics, guarded values) are derived from.
+    /// The mapping's first byte, taken once from `as_mut_ptr`: every access goes through it.
     base: NonNull<u8>,
-    /// The memory file itself: a re-executed child can be handed it to map the same pages.
-    pub file: File,
 }
 
 impl Region {
-    pub fn new(bytes: usize) -> anyhow::Result<Region> {
+    fn new(bytes: usize) -> anyhow::Result<Region> {
         ensure!(bytes > 0, "a shared region needs at least one byte");
         let fd = memfd_create(c"forklore-region", MFdFlags::MFD_CLOEXEC)
             .context("create a memory file (memfd_create)")?;
-        let file = File::from(fd);
+        let file = std::fs::File::from(fd);
         file.set_len(bytes as u64).with_context(|| format!("size the shared region to {bytes} bytes"))?;
-        // SAFETY: the file is new and ours; nothing truncates it while it is mapped.
+        // SAFETY: the file is new and ours, and is closed at the end of this function: nothing
+        // can truncate it while it is mapped. What other processes may do with the mapping
+        // is governed by the types that own a Region (see the module's rule).
         let mut map =
             unsafe { MmapMut::map_mut(&file) }.context("map the shared region (mmap MAP_SHARED)")?;
         let base = NonNull::new(map.as_mut_ptr()).context("mmap returned a null pointer")?;
-        Ok(Region { map, base, file })
+        Ok(Region { map, base })
     }
     // ANCHOR_END: region
 
-    /// The region's size in bytes.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Whether the region is empty (it never is: [`Region::new`] refuses zero bytes).
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    // ANCHOR: typed
-    /// `len` values of type `T`, starting `offset` bytes in. Bounds and alignment are checked:
-    /// the region starts on a page boundary, but an offset inside it may not suit `T`.
-    pub fn slice<T: Pod>(&self, offset: usize, len: usize) -> anyhow::Result<&[T]> {
-        let bytes = self.bytes(offset, len * size_of::<T>())?;
-        bytemuck::try_cast_slice(&self.map[bytes]).map_err(|e| misfit::<T>(offset, e))
-    }
-
-    /// The same, writable. `&mut self`: the borrow checker sees to it that this process holds
-    /// one writable view at a time; other processes are the program's business.
-    pub fn slice_mut<T: Pod>(&mut self, offset: usize, len: usize) -> anyhow::Result<&mut [T]> {
-        let bytes = self.bytes(offset, len * size_of::<T>())?;
-        bytemuck::try_cast_slice_mut(&mut self.map[bytes]).map_err(|e| misfit::<T>(offset, e))
-    }
-
-    /// A shared object (an atomic or a lock) living `offset` bytes in.
-    pub fn get<T: Shareable>(&self, offset: usize) -> anyhow::Result<&T> {
-        self.bytes(offset, size_of::<T>())?;
-        let ptr = self.at(offset);
-        ensure!(ptr.cast::<T>().is_aligned(), "offset {offset} is not aligned for {}", name::<T>());
-        // SAFETY: in bounds and aligned (checked above); `Shareable` types are valid for any
-        // bit pattern, zero included, and change only through atomic operations, which is
-        // what makes sharing them between processes sound.
-        Ok(unsafe { &*ptr.cast::<T>() })
-    }
-    // ANCHOR_END: typed
-
-    /// A pointer `offset` bytes in, for writes through `&self` (callers check bounds).
+    /// A pointer `offset` bytes in (callers keep within the region).
     fn at(&self, offset: usize) -> *mut u8 {
+        debug_assert!(offset <= self.map.len());
         self.base.as_ptr().wrapping_add(offset)
     }
-
-    fn bytes(&self, offset: usize, len: usize) -> anyhow::Result<std::ops::Range<usize>> {
-        match offset.checked_add(len) {
-            Some(end) if end <= self.len() => Ok(offset..end),
-            _ => bail!("{len} bytes at offset {offset} do not fit in a region of {} bytes", self.len()),
-        }
-    }
 }
 
-// SAFETY: a Region is memory mapped into the whole process, not tied to a thread. Through
-// `&Region` it hands out only `Shareable` objects (changed atomically) and read-only slices;
-// writable slices need `&mut Region`. The base pointer is what makes these impls manual.
+// SAFETY: a Region is a mapping owned by one value, not tied to a thread; it gives no access
+// by itself. The types that hold one decide who may touch its bytes, between threads and
+// between processes alike, and each says why its access is sound.
 unsafe impl Send for Region {}
-// SAFETY: as above.
+// SAFETY: as above: `&Region` offers nothing but `at`, a pointer its owner uses.
 unsafe impl Sync for Region {}
 
-fn name<T>() -> &'static str {
-    std::any::type_name::<T>().rsplit("::").next().unwrap_or("?")
-}
-
-fn misfit<T>(offset: usize, e: bytemuck::PodCastError) -> anyhow::Error {
-    anyhow::anyhow!("cannot view offset {offset} as {}: {e:?}", name::<T>())
-}
-
-/// Types that may live in shared memory and be used from several processes at once: every
-/// bit pattern is valid (zero is a fine start), and they change only atomically.
+// ANCHOR: shareable
+/// Types that may live in shared memory and be used by several processes at once.
 ///
 /// # Safety
-/// Implement only for such types: atomics, and locks made of atomics. Never for
-/// `std::sync::Mutex` and the like, which are process-private.
+/// Implement only for types that are valid when every byte is zero (that is how shared
+/// memory starts), hold no pointer (an address means something in one process only), and
+/// change only through atomic operations on their own bytes, whose effect is the same
+/// whichever process performs them: atomics, locks made of atomics, and arrays and tuples
+/// of those. Never for `std::sync::Mutex` and the like: their waiting and their state may
+/// live outside their bytes, in one process.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot live in shared memory: other processes would change it behind this one's back",
+    label = "not shareable between processes",
+    note = "only atomics (AtomicU32, AtomicI64, ...), multiproc's Lock and SpinLock, and arrays and tuples of them can; \
+            a std::sync::Mutex keeps its waiters in one process, and a plain number changed by another process \
+            breaks what the compiler assumes of a `&` (use an atomic, or shm::Value for a number with a lock)"
+)]
 pub unsafe trait Shareable: Sync {}
-// SAFETY: atomics are plain integers changed atomically; the locks are one AtomicU32 each.
-unsafe impl Shareable for AtomicU32 {}
-// SAFETY: as above.
-unsafe impl Shareable for AtomicU64 {}
-// SAFETY: as above.
-unsafe impl Shareable for AtomicI64 {}
-// SAFETY: as above.
+// ANCHOR_END: shareable
+
+macro_rules! shareable {
+    ($($t:ty),*) => {$(
+        // SAFETY: an atomic is its value's bytes, zero is a valid value, and it changes only
+        // through atomic instructions on those bytes.
+        unsafe impl Shareable for $t {}
+    )*};
+}
+shareable!(AtomicBool, AtomicU8, AtomicU16, AtomicU32, AtomicI32, AtomicU64, AtomicI64, AtomicUsize);
+// SAFETY: one AtomicU32 (repr(transparent)); zero is "free". See crate::lock.
 unsafe impl Shareable for Lock {}
 // SAFETY: as above.
 unsafe impl Shareable for SpinLock {}
+// SAFETY: an array of Shareable values is those values, side by side.
+unsafe impl<T: Shareable, const N: usize> Shareable for [T; N] {}
+// SAFETY: a tuple of Shareable values is those values (and padding, which nothing reads).
+unsafe impl<A: Shareable, B: Shareable> Shareable for (A, B) {}
+// SAFETY: as above.
+unsafe impl<A: Shareable, B: Shareable, C: Shareable> Shareable for (A, B, C) {}
+// SAFETY: as above.
+unsafe impl<A: Shareable, B: Shareable, C: Shareable, D: Shareable> Shareable for (A, B, C, D) {}
 
-/// Where the data starts after a leading [`Lock`]: the lock's 4 bytes, rounded up to `T`'s
-/// alignment.
-fn data_offset<T>() -> usize {
-    size_of::<Lock>().next_multiple_of(align_of::<T>())
+// ANCHOR: shared
+/// One `T` made of atomics and locks, zeroed, in memory shared with every child forked after
+/// it was made: `Shared::<(AtomicI64, Lock)>::new()?` and `let (balance, lock) = &*shared;`.
+pub struct Shared<T: Shareable> {
+    region: Region,
+    kind: PhantomData<T>,
 }
+
+impl<T: Shareable> Shared<T> {
+    pub fn new() -> anyhow::Result<Shared<T>> {
+        ensure!(align_of::<T>() <= PAGE, "{} needs more alignment than a page", std::any::type_name::<T>());
+        Ok(Shared { region: Region::new(size_of::<T>().max(1))?, kind: PhantomData })
+    }
+}
+
+impl<T: Shareable> Deref for Shared<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the region holds exactly one T, at its start, which is page-aligned; its
+        // bytes started as zeros, a valid T (Shareable). Every process that maps it sees it
+        // as this one type, and T changes only atomically (Shareable), so a shared reference
+        // is sound however many processes use it at once.
+        unsafe { &*self.region.at(0).cast::<T>() }
+    }
+}
+// ANCHOR_END: shared
+
+/// The smallest page: mappings start on one.
+const PAGE: usize = 4096;
+
+// ANCHOR: plain
+/// The data a [`Value`] or an [`Array`] may hold: plain bytes, valid whatever they are
+/// (bytemuck's `Pod`): numbers, and arrays and `repr(C)` structs of numbers.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be copied into shared memory: it is not plain data",
+    note = "a pointer, a reference or a heap allocation (a String, a Vec, a Box) points into one process's own \
+            memory: another process would read an address that means nothing to it"
+)]
+pub trait Plain: Pod {}
+impl<T: Pod> Plain for T {}
+// ANCHOR_END: plain
+
+/// Where the data of a [`Value`] or an [`Array`] starts: after its lock, on a cache line of
+/// its own (so that the lock word and the first values never share a line), and at an offset
+/// that suits any `T`.
+const DATA: usize = 64;
+
+/// This process's guards and parts, counted: a process that holds one may not fork.
+mod held {
+    use super::*;
+
+    thread_local! {
+        /// Guards and parts alive in this thread. (A [`Guard`] is not `Send`: it is dropped
+        /// in the thread that took it.)
+        static HELD: Count = const { Count(Cell::new(0)) };
+    }
+
+    /// Set when a thread ended with a guard still counted (leaked with `mem::forget`): its
+    /// references may still be in use, so this process never forks again.
+    static LEAKED: AtomicBool = AtomicBool::new(false);
+
+    struct Count(Cell<usize>);
+
+    impl Drop for Count {
+        fn drop(&mut self) {
+            if self.0.get() != 0 {
+                LEAKED.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One held guard or part, for as long as this lives.
+    pub(super) struct Held(PhantomData<*const ()>); // *const (): not Send
+
+    impl Held {
+        pub(super) fn new() -> Held {
+            HELD.with(|h| h.0.set(h.0.get() + 1));
+            Held(PhantomData)
+        }
+    }
+
+    impl Drop for Held {
+        fn drop(&mut self) {
+            HELD.with(|h| h.0.set(h.0.get() - 1));
+        }
+    }
+
+    /// Whether this thread holds a guard or a part now, or one was ever leaked.
+    pub(crate) fn any() -> bool {
+        HELD.with(|h| h.0.get() != 0) || LEAKED.load(Ordering::Relaxed)
+    }
+}
+pub(crate) use held::any as held_here;
 
 // ANCHOR: value_array
 /// Python's `Value(typecode, initial)`: one `T` in shared memory, with a lock of its own.
@@ -145,25 +233,22 @@ pub struct Value<T> {
     kind: PhantomData<T>,
 }
 
-impl<T: Pod> Value<T> {
+impl<T: Plain> Value<T> {
     pub fn new(initial: T) -> anyhow::Result<Value<T>> {
-        let mut region = Region::new(data_offset::<T>() + size_of::<T>())?;
-        region.slice_mut::<T>(data_offset::<T>(), 1)?[0] = initial;
-        Ok(Value { region, kind: PhantomData })
-    }
-
-    /// Python's `v.get_lock()`.
-    pub fn get_lock(&self) -> &Lock {
-        self.region.get(0).expect("a Value starts with its lock")
+        ensure!(align_of::<T>() <= DATA, "{} needs more alignment than {DATA} bytes", name::<T>());
+        let value = Value { region: Region::new(DATA + size_of::<T>())?, kind: PhantomData };
+        *value.lock() = initial;
+        Ok(value)
     }
 
     /// Python's `with v.get_lock(): v.value ...`: the value, for as long as the guard lives.
     pub fn lock(&self) -> Guard<'_, T> {
-        let lock = self.get_lock().lock();
-        // SAFETY: in bounds and aligned by construction; exclusive while the lock is held,
-        // provided every process reaches the value only through this lock.
-        let value = unsafe { &mut *self.region.at(data_offset::<T>()).cast::<T>() };
-        Guard { _lock: lock, value }
+        let lock = lock_of(&self.region).lock();
+        // SAFETY: in bounds and aligned (DATA suits any Plain T; the region is page-aligned),
+        // and any bytes are a valid T (Plain). Exclusive while the guard lives: the value is
+        // reached only through a guard, which holds the lock, in every process.
+        let value = unsafe { &mut *self.region.at(DATA).cast::<T>() };
+        Guard { _lock: lock, value, _held: held::Held::new() }
     }
 }
 
@@ -174,10 +259,12 @@ pub struct Array<T> {
     kind: PhantomData<T>,
 }
 
-impl<T: Pod> Array<T> {
+impl<T: Plain> Array<T> {
     pub fn new(len: usize) -> anyhow::Result<Array<T>> {
-        let region = Region::new(data_offset::<T>() + len.max(1) * size_of::<T>())?;
-        Ok(Array { region, len, kind: PhantomData })
+        ensure!(align_of::<T>() <= DATA, "{} needs more alignment than {DATA} bytes", name::<T>());
+        let bytes = len.checked_mul(size_of::<T>()).and_then(|b| b.checked_add(DATA));
+        let bytes = bytes.with_context(|| format!("an Array of {len} values does not fit in memory"))?;
+        Ok(Array { region: Region::new(bytes)?, len, kind: PhantomData })
     }
 
     pub fn len(&self) -> usize {
@@ -188,36 +275,92 @@ impl<T: Pod> Array<T> {
         self.len == 0
     }
 
-    /// Python's `a.get_lock()`.
-    pub fn get_lock(&self) -> &Lock {
-        self.region.get(0).expect("an Array starts with its lock")
-    }
-
-    /// `lock=True`: every access takes the lock (Python does it for each `a[i]`).
+    /// Python's `with a.get_lock():` and `a[...]`: every value, to read or write, for as long
+    /// as the guard lives. (Python's `lock=True` takes it for each `a[i]`.)
     pub fn lock(&self) -> Guard<'_, [T]> {
-        let lock = self.get_lock().lock();
-        let start = self.region.at(data_offset::<T>()).cast::<T>();
-        // SAFETY: as for Value::lock.
-        let values = unsafe { std::slice::from_raw_parts_mut(start, self.len) };
-        Guard { _lock: lock, value: values }
-    }
-
-    /// `lock=False`: the values, no lock. Split them into disjoint parts (`chunks_mut`) and
-    /// give each child its own: the type system, not a lock, keeps the writers apart.
-    pub fn as_mut_slice(&mut self) -> &mut [T] {
-        self.region.slice_mut(data_offset::<T>(), self.len).expect("an Array fits its region")
-    }
-
-    /// The values, to read (after the writers have been joined).
-    pub fn as_slice(&self) -> &[T] {
-        self.region.slice(data_offset::<T>(), self.len).expect("an Array fits its region")
+        let lock = lock_of(&self.region).lock();
+        // SAFETY: as for Value::lock, with `len` values from DATA on, all in the region.
+        let values = unsafe { std::slice::from_raw_parts_mut(self.region.at(DATA).cast::<T>(), self.len) };
+        Guard { _lock: lock, value: values, _held: held::Held::new() }
     }
 }
+// ANCHOR_END: value_array
 
+// ANCHOR: fork_parts
+impl<T: Plain> Array<T> {
+    /// Python's `lock=False`, with the type system instead of a lock: fork one child per
+    /// part, `&mut` to its own values; wait for them all. Child `i` runs `work(i, part)`, its
+    /// part being the values `parts[i]`, and exits with what `work` returns. If a child
+    /// fails, the others are stopped, as [`crate::proc::join_all`] does; either way, when
+    /// this returns, every child has ended and been reaped.
+    ///
+    /// The parts must not overlap. `&mut self`: nothing else in this process can use the
+    /// array meanwhile; and the array's lock is held from the first fork to the last reaped
+    /// child, so no process can take a [`Guard`] to its values either.
+    pub fn fork_parts<R: ChildExit>(
+        &mut self,
+        parts: &[Range<usize>],
+        work: impl Fn(usize, &mut [T]) -> R,
+    ) -> anyhow::Result<()> {
+        let mut end = 0;
+        for part in parts {
+            if part.start < end || part.end < part.start || part.end > self.len {
+                bail!("parts must be in order, not overlap, and fit in {} values: {parts:?}", self.len);
+            }
+            end = part.end;
+        }
+        let _lock = lock_of(&self.region).lock(); // no Guard, anywhere, until every child is gone
+        let values = self.region.at(DATA).cast::<T>();
+        let mut children = Children::new(); // on any way out (an error, a panic): stopped and reaped
+        for (i, part) in parts.iter().enumerate() {
+            children.push(fork_child(|| {
+                let _mine = held::Held::new(); // this process holds a part now: it may not fork
+                // SAFETY: in bounds and aligned (checked above; DATA suits T), any bytes are a
+                // valid T. No other process reads or writes these values while this child
+                // lives: siblings have parts that do not overlap; the parent holds the lock, so
+                // no Guard exists anywhere, and makes no view of its own; this child cannot fork
+                // a grandchild that would copy the part (it holds a part); and the part cannot
+                // outlive `work`, after which this child exits. The parent reaps this child
+                // before it lets go of the lock.
+                let part = unsafe { std::slice::from_raw_parts_mut(values.add(part.start), part.len()) };
+                work(i, part)
+            })?);
+        }
+        children.join_all()
+    }
+
+    /// [`Array::fork_parts`] with the values cut like `chunks_mut(chunk_len)`: parts of
+    /// `chunk_len` values (the last may be shorter), one child each.
+    pub fn fork_chunks<R: ChildExit>(
+        &mut self,
+        chunk_len: usize,
+        work: impl Fn(usize, &mut [T]) -> R,
+    ) -> anyhow::Result<()> {
+        ensure!(chunk_len > 0, "chunks need at least one value each");
+        let parts: Vec<Range<usize>> =
+            (0..self.len).step_by(chunk_len).map(|start| start..(start + chunk_len).min(self.len)).collect();
+        self.fork_parts(&parts, work)
+    }
+}
+// ANCHOR_END: fork_parts
+
+/// The lock at the start of a Value's or an Array's region.
+fn lock_of(region: &Region) -> &Lock {
+    // SAFETY: every Value and Array region starts with its Lock (zeroed: free), at offset 0,
+    // page-aligned, and nothing else is ever placed there; a Lock changes only atomically,
+    // so any number of processes may hold a `&Lock` to it at once.
+    unsafe { &*region.at(0).cast::<Lock>() }
+}
+
+// ANCHOR: guard
 /// Access to a [`Value`] or an [`Array`] under its lock; the lock is let go on drop.
+///
+/// Not `Send`: it is counted in the thread that took it, and while any guard is alive this
+/// process does not fork.
 pub struct Guard<'a, T: ?Sized> {
     _lock: LockGuard<'a>,
     value: &'a mut T,
+    _held: held::Held,
 }
 
 impl<T: ?Sized> Deref for Guard<'_, T> {
@@ -232,31 +375,88 @@ impl<T: ?Sized> DerefMut for Guard<'_, T> {
         self.value
     }
 }
-// ANCHOR_END: value_array
+// ANCHOR_END: guard
+
+// ANCHOR: cast
+/// `len` values of type `T`, `offset` bytes into `bytes`: checked that they fit and that the
+/// offset suits `T`'s alignment (in memory, where `bytes` lie), and then a plain `&[T]`.
+pub fn cast<T: Plain>(bytes: &[u8], offset: usize, len: usize) -> anyhow::Result<&[T]> {
+    let range = fits::<T>(bytes.len(), offset, len)?;
+    bytemuck::try_cast_slice(&bytes[range]).map_err(|e| misfit::<T>(offset, e))
+}
+
+/// The same, to write.
+pub fn cast_mut<T: Plain>(bytes: &mut [u8], offset: usize, len: usize) -> anyhow::Result<&mut [T]> {
+    let range = fits::<T>(bytes.len(), offset, len)?;
+    bytemuck::try_cast_slice_mut(&mut bytes[range]).map_err(|e| misfit::<T>(offset, e))
+}
+// ANCHOR_END: cast
+
+fn fits<T>(available: usize, offset: usize, len: usize) -> anyhow::Result<Range<usize>> {
+    match len.checked_mul(size_of::<T>()).and_then(|bytes| offset.checked_add(bytes)) {
+        Some(end) if end <= available => Ok(offset..end),
+        _ => bail!("{len} {} at byte {offset} do not fit in {available} bytes", name::<T>()),
+    }
+}
+
+fn name<T>() -> &'static str {
+    std::any::type_name::<T>().rsplit("::").next().unwrap_or("?")
+}
+
+fn misfit<T>(offset: usize, e: bytemuck::PodCastError) -> anyhow::Error {
+    anyhow::anyhow!("cannot view offset {offset} as {}: {e:?}", name::<T>())
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    // Tests never fork (the harness has threads): the lessons and tests/fork.rs do. Here, one
+    // process.
     #[test]
-    fn typed_views_are_checked() {
-        let mut region = Region::new(64).unwrap();
-        region.slice_mut::<f64>(8, 7).unwrap()[6] = 1.5;
-        assert_eq!(region.slice::<f64>(56, 1).unwrap(), [1.5]);
-        assert!(region.slice::<f64>(4, 1).unwrap_err().to_string().contains("cannot view offset 4"));
-        assert!(region.slice::<f64>(8, 8).unwrap_err().to_string().contains("do not fit"));
-        assert!(region.get::<AtomicU64>(4).is_err());
-        assert!(region.get::<AtomicU32>(60).is_ok());
+    fn casts_are_checked() {
+        let bytes = Array::<u8>::new(64).unwrap();
+        let mut all = bytes.lock();
+        cast_mut::<f64>(&mut all, 8, 7).unwrap()[6] = 1.5;
+        assert_eq!(cast::<f64>(&all, 56, 1).unwrap(), [1.5]);
+        assert!(cast::<f64>(&all, 4, 1).unwrap_err().to_string().contains("cannot view offset 4"));
+        assert!(cast::<f64>(&all, 8, 8).unwrap_err().to_string().contains("do not fit"));
+        assert!(cast::<u8>(&all, usize::MAX, 2).is_err());
     }
 
     #[test]
-    fn value_and_array() {
+    fn value_array_and_shared() {
         let v = Value::new(2.5f64).unwrap();
         *v.lock() += 1.0;
         assert_eq!(*v.lock(), 3.5);
-        let mut a = Array::<u64>::new(10).unwrap();
-        a.as_mut_slice().chunks_mut(5).enumerate().for_each(|(i, part)| part.fill(i as u64 + 1));
+        let a = Array::<u64>::new(10).unwrap();
         a.lock()[9] += 10;
-        assert_eq!(a.as_slice(), [1, 1, 1, 1, 1, 2, 2, 2, 2, 12]);
+        assert_eq!(a.lock()[..], [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]);
+        let shared = Shared::<(AtomicU32, Lock, [AtomicI64; 3])>::new().unwrap();
+        let (count, lock, numbers) = &*shared;
+        count.fetch_add(2, Ordering::Relaxed);
+        drop(lock.lock());
+        numbers[2].store(-7, Ordering::Relaxed);
+        assert_eq!((count.load(Ordering::Relaxed), numbers[2].load(Ordering::Relaxed)), (2, -7));
+        assert!(Array::<u64>::new(usize::MAX / 4).is_err());
+    }
+
+    #[test]
+    fn guards_are_counted() {
+        assert!(!held_here());
+        let v = Value::new(1u32).unwrap();
+        let guard = v.lock();
+        assert!(held_here());
+        drop(guard);
+        assert!(!held_here());
+    }
+
+    #[test]
+    fn parts_are_checked_before_any_fork() {
+        let mut a = Array::<u8>::new(10).unwrap();
+        let error = a.fork_parts(&[0..5, 4..10], |_, _| 0).unwrap_err().to_string();
+        assert!(error.contains("not overlap"), "{error}");
+        assert!(a.fork_parts(&[0..11], |_, _| 0).is_err());
+        assert!(a.fork_chunks(0, |_, _| 0).is_err());
     }
 }

@@ -15,7 +15,6 @@ use anyhow::ensure;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use multiproc::proc::{fork_child, join_all};
 use multiproc::shm::Array;
 
 /// Worker processes in every multi-process case.
@@ -52,18 +51,15 @@ pub fn private_vec(all: &mut Vec<f64>, per_worker: usize) -> anyhow::Result<(Dur
 pub fn array_unlocked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
     let start = Instant::now();
     let mut array = Array::<f64>::new(WORKERS * per_worker)?;
-    let mut workers = Vec::new();
-    for (worker, part) in array.as_mut_slice().chunks_mut(per_worker).enumerate() {
-        workers.push(fork_child(move || {
-            for (x, number) in part.iter_mut().zip(numbers(worker, per_worker)) {
-                *x = number;
-            }
-            0
-        })?);
-    }
-    join_all(&workers)?;
+    array.fork_chunks(per_worker, |worker, part| {
+        for (x, number) in part.iter_mut().zip(numbers(worker, per_worker)) {
+            *x = number;
+        }
+        0
+    })?;
     let time = start.elapsed();
-    Ok((time, array.as_slice().iter().sum()))
+    let sum = array.lock().iter().sum();
+    Ok((time, sum))
 }
 // ANCHOR_END: array_unlocked
 

@@ -19,7 +19,7 @@ use bytemuck::{Pod, Zeroable};
 use multiproc::lock::meet;
 use multiproc::proc::{fork_child, join_all};
 use multiproc::queue::Queue;
-use multiproc::shm::Region;
+use multiproc::shm::Shared;
 use nix::sys::mman::{MmapAdvise, madvise};
 use nix::unistd::{SysconfVar, getpid, sysconf};
 use plumbing::fault;
@@ -76,8 +76,8 @@ fn main() -> anyhow::Result<()> {
     // processes change them: a page only the workers still share becomes one worker's
     // private page when the other exits. So none measures before all are forked, and none
     // exits before all have measured.
-    let meetings = Region::new(8)?;
-    let (started, measured) = (meetings.get::<AtomicU32>(0)?, meetings.get::<AtomicU32>(4)?);
+    let meetings = Shared::<(AtomicU32, AtomicU32)>::new()?;
+    let (started, measured) = &*meetings;
     let (mut workers, mut reports) = (Vec::new(), Vec::new());
     for (worker, share) in matrices.chunks_mut(per_worker * SIDE * SIDE).enumerate() {
         let (reader, mut writer) = std::io::pipe().context("create a pipe for a worker's report")?;

@@ -3,7 +3,7 @@
 //! A balance of 100 lives in shared memory. One child process deposits 1 ten thousand times,
 //! another withdraws 1 ten thousand times, ten rounds over: first with no lock (a read, then
 //! a write, and the updates the other process made in between are lost), then under the
-//! kit's futex lock, then with one atomic instruction. Python's twin uses
+//! futex lock of multiproc::lock, then with one atomic instruction. Python's twin uses
 //! `Value('i', 100, lock=False)` with and without a `multiprocessing.Lock`. `--measure` times
 //! one deposit or withdrawal each way, two processes contending and one alone.
 
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use multiproc::lock::{Lock, SpinLock, meet};
 use multiproc::proc::{fork_child, join_all};
-use multiproc::shm::Region;
+use multiproc::shm::Shared;
 use plumbing::fault;
 use plumbing::{Args, Bench, Case, Lesson};
 
@@ -53,17 +53,17 @@ fn main() -> anyhow::Result<()> {
     println!("1. A balance of {START} in shared memory; worker 0 deposits 1 and worker 1 withdraws 1");
     println!("   {OPS} times each, {ROUNDS} rounds of each variant: a fair result is {START} every round");
     // Made before any fork, mapped MAP_SHARED: every worker reads and writes the same page.
-    let region = Region::new(64)?;
-    let shared = Shared::in_region(&region)?;
+    let bank = Shared::<Bank>::new()?;
+    let accounts = Accounts::of(&bank);
     // ANCHOR_END: setup
 
     // ANCHOR: no_lock
     println!("2. No lock: read the balance, work for {} ns, write it back", WINDOW.as_nanos());
-    let finals = rounds(&shared, |_worker, amount| {
+    let finals = rounds(&accounts, |_worker, amount| {
         for _ in 0..OPS {
-            let v = shared.balance.load(Relaxed); // read
+            let v = accounts.balance.load(Relaxed); // read
             busy_for(WINDOW); // the other process may write meanwhile: that write is lost
-            shared.balance.store(v + amount, Relaxed); // write what was read, plus the amount
+            accounts.balance.store(v + amount, Relaxed); // write what was read, plus the amount
         }
     })?;
     // Which rounds go wrong, and by how much, changes from run to run: the output marks
@@ -86,15 +86,15 @@ fn main() -> anyhow::Result<()> {
 
     // ANCHOR: with_lock
     println!("3. The same read and write, holding multiproc::lock::Lock (a futex lock)");
-    let finals = rounds(&shared, |worker, amount| {
+    let finals = rounds(&accounts, |worker, amount| {
         for i in 0..OPS {
-            let _guard = shared.lock.lock(); // held until the end of this turn of the loop
+            let _guard = accounts.lock.lock(); // held until the end of this turn of the loop
             if i == OPS / 2 {
                 fault::inject(worker); // the tests make worker 1 die here, holding the lock
             }
-            let v = shared.balance.load(Relaxed);
+            let v = accounts.balance.load(Relaxed);
             busy_for(WINDOW); // the other process must wait: it cannot get in
-            shared.balance.store(v + amount, Relaxed);
+            accounts.balance.store(v + amount, Relaxed);
         }
     })?;
     exact(&finals)?;
@@ -102,9 +102,9 @@ fn main() -> anyhow::Result<()> {
 
     // ANCHOR: atomic
     println!("4. No lock, one indivisible instruction: fetch_add");
-    let finals = rounds(&shared, |_worker, amount| {
+    let finals = rounds(&accounts, |_worker, amount| {
         for _ in 0..OPS {
-            shared.balance.fetch_add(amount, Relaxed); // read, add and write in one step
+            accounts.balance.fetch_add(amount, Relaxed); // read, add and write in one step
         }
     })?;
     exact(&finals)?;
@@ -113,8 +113,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 // ANCHOR: shared
-/// What the workers share, all in one Region: the balance, two locks, a starting gate.
-struct Shared<'a> {
+/// What the workers share, in one piece of shared memory: the balance, two locks and a
+/// meeting point. Only atomics and multiproc's locks can live there (shm::Shareable).
+type Bank = (AtomicI64, Lock, SpinLock, AtomicU32);
+
+/// The same, by name.
+struct Accounts<'a> {
     balance: &'a AtomicI64,
     /// multiproc::lock's futex lock: one u32, and no system call unless someone waits.
     lock: &'a Lock,
@@ -123,15 +127,10 @@ struct Shared<'a> {
     gate: &'a AtomicU32,
 }
 
-impl<'a> Shared<'a> {
-    fn in_region(region: &'a Region) -> anyhow::Result<Shared<'a>> {
-        // Offsets in bytes; Region::get checks that each fits and is aligned for its type.
-        Ok(Shared {
-            balance: region.get(0)?,
-            lock: region.get(8)?,
-            spin: region.get(12)?,
-            gate: region.get(16)?,
-        })
+impl<'a> Accounts<'a> {
+    fn of(bank: &'a Shared<Bank>) -> Accounts<'a> {
+        let (balance, lock, spin, gate) = &**bank;
+        Accounts { balance, lock, spin, gate }
     }
 }
 // ANCHOR_END: shared
@@ -140,15 +139,15 @@ impl<'a> Shared<'a> {
 /// One round: the balance set to 100, the depositor (worker 0, +1) and the withdrawer
 /// (worker 1, -1) forked, each running `work` with its number and amount, both joined.
 /// Returns the final balance, and (for --measure) the time from the forks to the join.
-fn round(shared: &Shared, work: impl Fn(usize, i64)) -> anyhow::Result<(i64, Duration)> {
-    shared.balance.store(START, Relaxed);
-    shared.gate.store(0, Relaxed);
+fn round(accounts: &Accounts, work: impl Fn(usize, i64)) -> anyhow::Result<(i64, Duration)> {
+    accounts.balance.store(START, Relaxed);
+    accounts.gate.store(0, Relaxed);
     let mut workers = Vec::new();
     for (worker, amount) in [(0, DEPOSIT), (1, WITHDRAW)] {
         workers.push(fork_child(|| {
             // Both start together (multiproc::lock::meet): otherwise one could be done before
             // the other has started, and nothing would race.
-            meet(shared.gate, 2);
+            meet(accounts.gate, 2);
             work(worker, amount);
             0
         })?);
@@ -157,7 +156,7 @@ fn round(shared: &Shared, work: impl Fn(usize, i64)) -> anyhow::Result<(i64, Dur
     // A worker that dies holding the lock leaves the other asleep forever, waiting for it:
     // join_all then kills the other, and says which worker failed and how.
     join_all(&workers)?;
-    Ok((shared.balance.load(Relaxed), start.elapsed()))
+    Ok((accounts.balance.load(Relaxed), start.elapsed()))
 }
 
 // ANCHOR_END: round
@@ -174,8 +173,8 @@ fn busy_for(time: Duration) {
 // ANCHOR_END: busy_for
 
 /// `ROUNDS` rounds of `work`: the final balance of each.
-fn rounds(shared: &Shared, work: impl Fn(usize, i64)) -> anyhow::Result<Vec<i64>> {
-    (0..ROUNDS).map(|_| Ok(round(shared, &work)?.0)).collect()
+fn rounds(accounts: &Accounts, work: impl Fn(usize, i64)) -> anyhow::Result<Vec<i64>> {
+    (0..ROUNDS).map(|_| Ok(round(accounts, &work)?.0)).collect()
 }
 
 /// Print the final balances of a variant that must never lose an update, and check them.
@@ -193,23 +192,23 @@ fn list(balances: &[i64]) -> String {
 
 // ANCHOR: ops
 /// One deposit (+1) or withdrawal (-1), four ways, as `--measure` times them.
-fn atomic(s: &Shared, amount: i64) {
+fn atomic(s: &Accounts, amount: i64) {
     s.balance.fetch_add(amount, Relaxed);
 }
 
 /// The race without the window: as fast as it gets, and wrong.
-fn unlocked(s: &Shared, amount: i64) {
+fn unlocked(s: &Accounts, amount: i64) {
     let v = s.balance.load(Relaxed);
     s.balance.store(v + amount, Relaxed);
 }
 
-fn spinlocked(s: &Shared, amount: i64) {
+fn spinlocked(s: &Accounts, amount: i64) {
     s.spin.lock();
     unlocked(s, amount);
     s.spin.unlock();
 }
 
-fn locked(s: &Shared, amount: i64) {
+fn locked(s: &Accounts, amount: i64) {
     let _guard = s.lock.lock();
     unlocked(s, amount);
 }
@@ -222,24 +221,24 @@ const FLOOR_ALONE: &str = "atomic fetch_add, 1 process (floor)";
 // ANCHOR: measure
 fn measure(args: &Args) -> anyhow::Result<()> {
     let mut bench = Bench::new(&LESSON, args, "one deposit or withdrawal on a shared balance");
-    let region = Region::new(64)?;
-    let shared = Shared::in_region(&region)?;
+    let bank = Shared::<Bank>::new()?;
+    let accounts = Accounts::of(&bank);
 
     // Two processes at once, each doing `n` operations: 2n per run.
     let n = args.pick(5_000_000, 10_000);
     let two = |name: &str| Case::new(name).ops(2 * n as u64);
-    bench.run_timed(two(FLOOR), || exact_time(both(&shared, n, atomic)))?;
+    bench.run_timed(two(FLOOR), || exact_time(both(&accounts, n, atomic)))?;
     let racy = "no lock, load+store, 2 processes (wrong)";
-    bench.run_timed(two(racy).vs(FLOOR), || Ok(both(&shared, n, unlocked)?.1))?;
-    bench.run_timed(two("SpinLock, 2 processes").vs(FLOOR), || exact_time(both(&shared, n, spinlocked)))?;
-    bench.run_timed(two("Lock (futex), 2 processes").vs(FLOOR), || exact_time(both(&shared, n, locked)))?;
+    bench.run_timed(two(racy).vs(FLOOR), || Ok(both(&accounts, n, unlocked)?.1))?;
+    bench.run_timed(two("SpinLock, 2 processes").vs(FLOOR), || exact_time(both(&accounts, n, spinlocked)))?;
+    bench.run_timed(two("Lock (futex), 2 processes").vs(FLOOR), || exact_time(both(&accounts, n, locked)))?;
 
     // One process alone: the lock is always free when it is asked for.
     let m = args.pick(50_000_000, 10_000);
     let one = |name: &str| Case::new(name).ops(m as u64);
-    bench.run_timed(one(FLOOR_ALONE), || alone(&shared, m, atomic))?;
-    bench.run_timed(one("SpinLock, 1 process").vs(FLOOR_ALONE), || alone(&shared, m, spinlocked))?;
-    bench.run_timed(one("Lock (futex), 1 process").vs(FLOOR_ALONE), || alone(&shared, m, locked))?;
+    bench.run_timed(one(FLOOR_ALONE), || alone(&accounts, m, atomic))?;
+    bench.run_timed(one("SpinLock, 1 process").vs(FLOOR_ALONE), || alone(&accounts, m, spinlocked))?;
+    bench.run_timed(one("Lock (futex), 1 process").vs(FLOOR_ALONE), || alone(&accounts, m, locked))?;
 
     bench.python()?;
     bench.finish();
@@ -248,10 +247,10 @@ fn measure(args: &Args) -> anyhow::Result<()> {
 // ANCHOR_END: measure
 
 /// One round in which each worker applies `op` `n` times; the forks are left out of the time.
-fn both(shared: &Shared, n: i64, op: impl Fn(&Shared, i64)) -> anyhow::Result<(i64, Duration)> {
-    round(shared, |_worker, amount| {
+fn both(accounts: &Accounts, n: i64, op: impl Fn(&Accounts, i64)) -> anyhow::Result<(i64, Duration)> {
+    round(accounts, |_worker, amount| {
         for _ in 0..n {
-            op(shared, amount);
+            op(accounts, amount);
         }
     })
 }
@@ -264,13 +263,13 @@ fn exact_time(round: anyhow::Result<(i64, Duration)>) -> anyhow::Result<Duration
 }
 
 /// This process alone deposits `m` times: nobody else ever wants the lock.
-fn alone(shared: &Shared, m: i64, op: impl Fn(&Shared, i64)) -> anyhow::Result<Duration> {
-    shared.balance.store(START, Relaxed);
+fn alone(accounts: &Accounts, m: i64, op: impl Fn(&Accounts, i64)) -> anyhow::Result<Duration> {
+    accounts.balance.store(START, Relaxed);
     let start = Instant::now();
     for _ in 0..m {
-        op(shared, DEPOSIT);
+        op(accounts, DEPOSIT);
     }
     let time = start.elapsed();
-    ensure!(shared.balance.load(Relaxed) == START + m, "a deposit was lost with no one else there");
+    ensure!(accounts.balance.load(Relaxed) == START + m, "a deposit was lost with no one else there");
     Ok(time)
 }

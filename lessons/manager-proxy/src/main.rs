@@ -11,17 +11,17 @@
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use multiproc::proc::{ExitCode, fork_child, join, join_all};
+use multiproc::proc::{ExitCode, fork_child, fork_child_closing, join, join_all};
 use multiproc::shm::Array;
 use multiproc::wire::{recv, send};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{Pid, close};
+use nix::unistd::Pid;
 use plumbing::fault;
 use plumbing::{Args, Bench, Case, Lesson};
 use serde::{Deserialize, Serialize};
@@ -200,16 +200,9 @@ impl Manager {
             connections.push(client_end);
             server_ends.push(server_end);
         }
-        let client_fds: Vec<RawFd> = connections.iter().map(|c| c.as_raw_fd()).collect();
         let records = records.to_vec(); // fork copies it into the server: Python pickles it
-        let server = fork_child(move || {
-            // The server's copies of the clients' ends belong to the parent's code, which this
-            // process never returns to: close them by number, or it would never see EOF.
-            for fd in client_fds {
-                close(fd).context("close the server's copy of a client's end")?;
-            }
-            serve(server_ends, records)
-        })?;
+        // The server closes its copies of the clients' ends first, or it would never see EOF.
+        let server = fork_child_closing(&mut connections, move || serve(server_ends, records))?;
         // The server's ends went with the `move` closure: only the server holds them now.
         Ok(Manager { server, connections, exitcode: None })
     }

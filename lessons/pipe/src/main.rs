@@ -8,17 +8,16 @@
 //! round trips and 1 MiB transfers over each, beside Python's `Connection`.
 
 use std::io::{BufReader, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use ipc_channel::IpcError;
 use ipc_channel::ipc;
-use multiproc::proc::{fork_child, join, join_all};
+use multiproc::proc::{fork_child, fork_child_closing, join, join_all};
 use multiproc::wire::{recv, send};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::unistd::close;
 use plumbing::{Args, Bench, Case, Lesson};
 use serde::{Deserialize, Serialize};
 
@@ -41,17 +40,12 @@ fn main() -> anyhow::Result<()> {
     println!("1. A duplex channel: one socketpair, both processes send and receive");
     // socketpair(AF_UNIX, SOCK_STREAM): two connected ends, each one readable and writable.
     let (mut parent_end, child_end) = UnixStream::pair().context("create a socketpair")?;
-    let parent_fd = parent_end.as_raw_fd(); // a plain number, copied into the child
-    let child = fork_child(move || {
-        // Close unused ends right after fork, in both processes: a reader sees EOF only
-        // once every copy of the other end is closed, its own process's copy included.
-        // The child's copy of parent_end belongs to the parent's code, which this process
-        // never returns to, so Rust will never drop it here: close it by its number.
-        close(parent_fd).context("close the child's copy of the parent's end")?;
-        answer(child_end)
-    })?;
-    // In the parent, fork_child dropped the `move` closure when it returned, and child_end
-    // with it: the parent's copy of the child's end is closed.
+    // Close unused ends right after fork, in both processes: a reader sees EOF only once
+    // every copy of the other end is closed, its own process's copy included. In the child,
+    // fork_child_closing closes its copy of parent_end before the closure runs.
+    let child = fork_child_closing([&mut parent_end], move || answer(child_end))?;
+    // In the parent, the `move` closure was dropped when fork_child_closing returned, and
+    // child_end with it: the parent's copy of the child's end is closed.
     for message in ["hello", "hey", "hru?", "END"] {
         send(&mut parent_end, message.as_bytes()).context("send a message to the child")?;
         println!("   parent sent: {message}");
@@ -84,9 +78,7 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR: eof
     println!("3. EOF: recv returns None once every copy of the other end is closed");
     let (mut parent_end, child_end) = UnixStream::pair().context("create a socketpair")?;
-    let parent_fd = parent_end.as_raw_fd();
-    let child = fork_child(move || {
-        close(parent_fd).context("close the child's copy of the parent's end")?;
+    let child = fork_child_closing([&mut parent_end], move || {
         send(&mut &child_end, b"goodbye").context("send goodbye")?;
         Ok(()) // exiting closes child_end: the last copy of it
     })?;
@@ -123,11 +115,9 @@ fn main() -> anyhow::Result<()> {
     println!("4. A one-way pipe: the child writes, the parent reads until EOF");
     // pipe(): a read end and a write end, what Pipe(duplex=False) gives you.
     let (mut reader, writer) = std::io::pipe().context("create a pipe")?;
-    let reader_fd = reader.as_raw_fd();
-    let child = fork_child(move || {
-        // The child only writes. Without a read end, a write fails (EPIPE) if the
-        // parent goes away, instead of blocking once the pipe is full.
-        close(reader_fd).context("close the child's copy of the read end")?;
+    // The child only writes: it closes its copy of the read end. Without one, a write fails
+    // (EPIPE) if the parent goes away, instead of blocking once the pipe is full.
+    let child = fork_child_closing([&mut reader], move || {
         let mut writer = writer;
         for word in ["first", "second", "third"] {
             send(&mut writer, word.as_bytes()).context("send a word")?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use multiproc::proc::{fork_child, join, join_all, stop};
 use multiproc::queue::Queue;
-use multiproc::shm::Region;
+use multiproc::shm::Shared;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use plumbing::fault;
@@ -106,8 +106,7 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR: bounded
     println!("3. A bounded queue: Queue(maxsize={MAXSIZE}) holds back a fast producer");
     let queue = Queue::bounded(MAXSIZE)?;
-    let counter = Region::new(4)?;
-    let puts: &AtomicU32 = counter.get(0)?; // how many puts the child has finished
+    let puts = Shared::<AtomicU32>::new()?; // how many puts the child has finished
     let child = fork_child(|| -> anyhow::Result<()> {
         for i in 0..BOUNDED_ITEMS {
             queue.put(&i.to_le_bytes())?;
@@ -325,8 +324,7 @@ fn queue_1x1(count: usize, size: usize) -> anyhow::Result<Duration> {
 fn queue_2x2(count: usize, size: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let queue = Queue::new()?;
-    let total = Region::new(8)?;
-    let got: &AtomicU64 = total.get(0)?;
+    let got = Shared::<AtomicU64>::new()?;
     let mut producers = Vec::new();
     for _ in 0..2 {
         producers.push(fork_child(|| -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //!
 //! Python's `Process(target=f, args=(...))`, `start()`, `join()`, `pid`, `is_alive()`,
 //! `kill()`, `terminate()` and `exitcode`, with real processes: first fork and waitpid by
-//! hand, then the kit's `fork_child` and `join` (Python's "fork" start method), and the
+//! hand, then multiproc's `fork_child` and `join` (Python's "fork" start method), and the
 //! program re-executing itself (Python's "spawn" start method).
 
 use std::io::Write;
@@ -19,7 +19,7 @@ use plumbing::{Args, Bench, Case, Lesson};
 const LESSON: Lesson = Lesson {
     name: "spawn-join",
     about: "Start child processes and wait for them, as Python's Process does with start(), join(), \
-            is_alive() and exitcode: fork by hand, then with the kit's helpers, then by running this \
+            is_alive() and exitcode: fork by hand, then with multiproc's helpers, then by running this \
             program again (the \"spawn\" start method); kill and terminate a child; read exit codes; \
             and see two sleeping children finish together.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/spawn_join.py"),
@@ -59,9 +59,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
     // ANCHOR_END: fork
-    // From here on: multiproc::proc::fork_child and join are the steps above, plus two safety
-    // nets: a panic in the child never unwinds into the parent's code, and the child dies
-    // if the parent does (PDEATHSIG).
+    // From here on: multiproc::proc::fork_child and join are the steps above, plus safety
+    // nets: it refuses to fork where the child could not be sound, a panic in the child never
+    // unwinds into the parent's code, and the child dies if the parent does (PDEATHSIG).
 
     // ANCHOR: spawn
     println!("2. spawn: the child is this program, started again");
@@ -96,12 +96,9 @@ fn main() -> anyhow::Result<()> {
     println!("4. exit codes");
     let child = fork_child(|| 3)?; // sys.exit(3)
     println!("   a child that returns 3: exitcode {}", join(child)?);
-    // fork_child catches the panic and exits with 101. This child's hook prints the panic
-    // on stderr without a backtrace (Python prints the traceback there too).
-    let child = fork_child(|| -> i32 {
-        std::panic::set_hook(Box::new(|panic| eprintln!("child {panic}")));
-        panic!("the child gave up")
-    })?;
+    // fork_child catches the panic, prints one line about it on stderr (where Python prints
+    // the traceback), and exits with 101.
+    let child = fork_child(|| -> i32 { panic!("the child gave up") })?;
     println!("   a child that panics: exitcode {}", join(child)?);
     // ANCHOR_END: exit_codes
 

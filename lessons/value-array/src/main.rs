@@ -2,12 +2,12 @@
 //!
 //! `multiprocessing.Value('q', 0)` and `Array('d', n)` put numbers in memory that every
 //! child shares, each with a lock; `lock=False` leaves the lock out. This lesson does the
-//! same with `multiproc::shm::Value` and `multiproc::shm::Array`: a counter that children add to under
-//! its lock, an array that children fill without a lock, each through its own `&mut` part,
-//! and the same array with the lock taken for every element. `--measure` asks why shared
-//! memory can be slower than a queue: 4 workers make 4 million random numbers for the
-//! parent, through a pipe, through an Array with and without the lock, beside one process
-//! filling a private `Vec`, and beside Python.
+//! same with `multiproc::shm::Value` and `multiproc::shm::Array`: a counter that children
+//! add to under its lock, an array that children fill without a lock, each through its own
+//! `&mut` part, and the same array with the lock taken for every element. `--measure` asks
+//! why shared memory can be slower than a queue: 4 workers make 4 million random numbers
+//! for the parent, through a pipe, through an Array with and without the lock, beside one
+//! process filling a private `Vec`, and beside Python.
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use memmap2::MmapMut;
 use multiproc::proc::{fork_child, join_all};
-use multiproc::shm::{Array, Region, Value};
+use multiproc::shm::{Array, Value};
 use plumbing::fault;
 use plumbing::random_job::{self, FLOOR, array_unlocked, numbers, private_vec};
 use plumbing::{Args, Bench, Case, Lesson};
@@ -75,23 +75,20 @@ fn main() -> anyhow::Result<()> {
     println!("2. An Array with lock=False: each worker writes its own part, a[i] = i");
     let mut array = Array::<f64>::new(LEN)?;
     let part_len = LEN / WORKERS;
-    let mut workers = Vec::new();
-    // chunks_mut cuts the values into disjoint `&mut` parts, and each child is handed one:
-    // no two processes can write the same element. The type system instead of a lock.
-    for (worker, part) in array.as_mut_slice().chunks_mut(part_len).enumerate() {
-        workers.push(fork_child(move || {
-            let first = worker * part_len;
-            for (j, x) in part.iter_mut().enumerate() {
-                if j == part_len / 2 {
-                    fault::inject(worker);
-                }
-                *x = (first + j) as f64;
+    // fork_chunks cuts the values as chunks_mut(part_len) does, into parts that do not
+    // overlap, and forks one child per part with its part as a `&mut [f64]`: no two
+    // processes can write the same element. The type system instead of a lock.
+    array.fork_chunks(part_len, |worker, part| {
+        let first = worker * part_len;
+        for (j, x) in part.iter_mut().enumerate() {
+            if j == part_len / 2 {
+                fault::inject(worker); // the tests make worker 1 fail here
             }
-            0
-        })?);
-    }
-    join_all(&workers)?;
-    show(&array, part_len)?; // the parent sees every part: the pages are shared
+            *x = (first + j) as f64;
+        }
+        0
+    })?; // returns once every child is joined: only then can the parent reach the values
+    show(&array.lock(), part_len)?; // the parent sees every part: the pages are shared
     // ANCHOR_END: unlocked
 
     // ANCHOR: locked
@@ -112,32 +109,29 @@ fn main() -> anyhow::Result<()> {
         })?);
     }
     join_all(&workers)?;
-    check_sum(&array)?;
+    check_sum(&array.lock())?;
     // ANCHOR_END: locked
 
     // ANCHOR: private
     println!("4. Why MAP_SHARED: a child writes 42 into two mappings made before the fork");
     let mut private = MmapMut::map_anon(8).context("map 8 private bytes (memmap2 map_anon)")?;
-    let mut shared = Region::new(8)?;
-    let child = fork_child(|| -> anyhow::Result<()> {
+    let shared = Value::new(0u8)?;
+    let child = fork_child(|| {
         private[0] = 42; // MAP_PRIVATE: this write copies the page, for this process only
-        shared.slice_mut::<u8>(0, 1)?[0] = 42; // MAP_SHARED: the parent's page too
-        Ok(())
+        *shared.lock() = 42; // MAP_SHARED: the parent's page too
+        0
     })?;
     join_all(&[child])?;
     println!("   memmap2 map_anon (MAP_PRIVATE): the parent reads {}", private[0]);
-    println!(
-        "   multiproc::shm::Region (memfd, MAP_SHARED): the parent reads {}",
-        shared.slice::<u8>(0, 1)?[0]
-    );
+    println!("   multiproc::shm::Value (memfd, MAP_SHARED): the parent reads {}", *shared.lock());
     // ANCHOR_END: private
     Ok(())
 }
 
 // ANCHOR: show
 /// The parent's view, after joining: who wrote which part.
-fn show(array: &Array<f64>, part_len: usize) -> anyhow::Result<()> {
-    for (worker, part) in array.as_slice().chunks(part_len).enumerate() {
+fn show(values: &[f64], part_len: usize) -> anyhow::Result<()> {
+    for (worker, part) in values.chunks(part_len).enumerate() {
         let (first, last) = (worker * part_len, (worker + 1) * part_len - 1);
         println!(
             "   worker {worker} wrote a[{first}..={last}]: {}, {}, ..., {}",
@@ -146,12 +140,12 @@ fn show(array: &Array<f64>, part_len: usize) -> anyhow::Result<()> {
             part[part_len - 1]
         );
     }
-    check_sum(array)
+    check_sum(values)
 }
 
 /// The sum of all values, which the parent can only get right if it sees every write.
-fn check_sum(array: &Array<f64>) -> anyhow::Result<()> {
-    let sum: f64 = array.as_slice().iter().sum();
+fn check_sum(values: &[f64]) -> anyhow::Result<()> {
+    let sum: f64 = values.iter().sum();
     let expected = (LEN * (LEN - 1) / 2) as f64; // 0 + 1 + ... + (LEN - 1)
     println!("   sum of all {LEN} values: {sum} (expected {expected})");
     ensure!(sum == expected, "the parent does not see what the workers wrote");
@@ -241,6 +235,7 @@ fn array_locked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
     }
     join_all(&workers)?;
     let time = start.elapsed();
-    Ok((time, array.as_slice().iter().sum()))
+    let sum = array.lock().iter().sum();
+    Ok((time, sum))
 }
 // ANCHOR_END: array_locked

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use multiproc::proc::{check_alive, fork_child, join_all};
 use multiproc::queue::Queue;
-use multiproc::shm::Region;
+use multiproc::shm::Array;
 use plumbing::fault;
 use plumbing::{Args, Bench, Case, Lesson};
 
@@ -80,17 +80,14 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR: shm
     println!("3. {WORKERS} worker processes write their images straight into shared memory");
     // Made before the fork, mapped MAP_SHARED: the workers write into the pages the parent reads.
-    let mut region = Region::new(ITEMS * PIXELS * size_of::<f32>())?;
-    let images = region.slice_mut::<f32>(0, ITEMS * PIXELS)?;
+    let mut images = Array::<f32>::new(ITEMS * PIXELS)?;
     let per_worker = ITEMS.div_ceil(WORKERS);
-    let mut workers = Vec::new();
     // Each worker gets its own part, `&mut`: item i lives at offset i x the image's size.
-    for (worker, part) in images.chunks_mut(per_worker * PIXELS).enumerate() {
-        workers.push(fork_child(|| write_images(worker, worker * per_worker, part, PIXELS))?);
-    }
-    join_all(&workers)?;
+    images.fork_chunks(per_worker * PIXELS, |worker, part| {
+        write_images(worker, worker * per_worker, part, PIXELS)
+    })?;
     println!("   joined the workers: {ITEMS} images ({} KiB) in place, 0 bytes through a pipe", ITEMS * kib);
-    let sum = checksum(region.slice::<f32>(0, ITEMS * PIXELS)?, PIXELS);
+    let sum = checksum(&images.lock(), PIXELS);
     println!("   checksum {sum:#018x}, the same as one process's: {}", sum == expected);
     ensure!(sum == expected, "the images in shared memory differ");
     // ANCHOR_END: shm
@@ -235,11 +232,9 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.run_timed(Case::new(MESSAGE).ops(trips as u64), || round_trips(trips))?;
     let mibs = args.pick(64, 2);
     bench.run_timed(Case::new(MOVE).ops(mibs as u64).bytes((mibs * MIB) as u64), || move_mibs(mibs))?;
-    let mut region = Region::new(mibs * MIB)?;
-    region.slice_mut::<u8>(0, mibs * MIB)?.fill(0); // the pages exist; a new process must map them
-    bench.run(Case::new(TOUCH).ops(mibs as u64).bytes((mibs * MIB) as u64), || {
-        touch_mibs(&mut region, mibs)
-    })?;
+    let mut region = Array::<u8>::new(mibs * MIB)?;
+    region.lock().fill(0); // the pages exist; a new process must map them
+    bench.run(Case::new(TOUCH).ops(mibs as u64).bytes((mibs * MIB) as u64), || touch_mibs(&mut region))?;
 
     // The job, every way. Each run's result is checked against one process's, untimed.
     let mut images = vec![0f32; items * pixels];
@@ -260,10 +255,14 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         timed_checked(&mut images, pixels, expected, |images| chunks_queue(2, pixels, images))
     })?;
     for workers in [2, 4] {
-        let mut region = Region::new(items * pixels * size_of::<f32>())?;
+        let mut shared = Array::<f32>::new(items * pixels)?;
         bench.run_timed(job(&format!("chunks + shared memory, {workers} workers")), || {
-            let images = region.slice_mut::<f32>(0, items * pixels)?;
-            timed_checked(images, pixels, expected, |images| chunks_shm(workers, pixels, images))
+            shared.lock().fill(0.0);
+            let start = Instant::now();
+            chunks_shm(workers, pixels, &mut shared)?;
+            let time = start.elapsed();
+            ensure!(checksum(&shared.lock(), pixels) == expected, "the images differ from one process's");
+            Ok(time)
         })?;
     }
     bench.run_timed(job("chunks + Queue, checksums only, 2 workers"), || {
@@ -380,13 +379,11 @@ fn chunks_queue(workers: usize, pixels: usize, images: &mut [f32]) -> anyhow::Re
 }
 
 /// Workers with shared memory, as in section 3: each writes its share in place.
-fn chunks_shm(workers: usize, pixels: usize, images: &mut [f32]) -> anyhow::Result<()> {
+fn chunks_shm(workers: usize, pixels: usize, images: &mut Array<f32>) -> anyhow::Result<()> {
     let per_worker = (images.len() / pixels).div_ceil(workers);
-    let mut pids = Vec::new();
-    for (worker, part) in images.chunks_mut(per_worker * pixels).enumerate() {
-        pids.push(fork_child(|| write_images(worker, worker * per_worker, part, pixels))?);
-    }
-    join_all(&pids)
+    images.fork_chunks(per_worker * pixels, |worker, part| {
+        write_images(worker, worker * per_worker, part, pixels)
+    })
 }
 
 /// The same job with small results: each worker puts an item's number and its image's sum,
@@ -464,16 +461,14 @@ fn move_mibs(count: usize) -> anyhow::Result<Duration> {
     Ok(time)
 }
 
-/// A new process writes one byte in every page of `count` MiB of shared memory that exists
-/// already: its page table starts empty, so each page is a page fault. (The time includes one
-/// fork and join, small beside thousands of faults.)
-fn touch_mibs(region: &mut Region, count: usize) -> anyhow::Result<()> {
-    let pages = region.slice_mut::<u8>(0, count * MIB)?;
-    let child = fork_child(|| {
+/// A new process writes one byte in every page of shared memory that exists already: its
+/// page table starts empty, so each page is a page fault. (The time includes one fork and
+/// join, small beside thousands of faults.)
+fn touch_mibs(region: &mut Array<u8>) -> anyhow::Result<()> {
+    region.fork_chunks(region.len(), |_, pages| {
         pages.iter_mut().step_by(PAGE).for_each(|byte| *byte = 1);
         0
-    })?;
-    join_all(&[child])
+    })
 }
 
 /// The size of a page: what the kernel maps at each page fault.

@@ -9,15 +9,16 @@
 //! private Vec, through a serialising channel and through a proxy process one block at a
 //! time, beside the same in Python.
 
+use std::ops::Range;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use ipc_channel::ipc;
 use multiproc::proc::{fork_child, join_all};
-use multiproc::shm::{Array, Region};
+use multiproc::shm::{Array, cast, cast_mut};
 use multiproc::wire::{recv, send};
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::ArrayView2;
 use plumbing::fault;
 use plumbing::{Args, Bench, Case, Lesson};
 
@@ -49,30 +50,25 @@ fn main() -> anyhow::Result<()> {
     println!("1. A {WORKERS} x {COLS} grid of f64 in shared memory; each worker fills a row through a view");
     // Python: arr = Array('d', 40); grid = numpy.frombuffer(arr.get_obj()).reshape(4, 10)
     let mut array = Array::<f64>::new(WORKERS * COLS)?;
-    // A shape laid over the shared values: the same bytes, seen as rows and columns.
-    let mut grid = ArrayViewMut2::from_shape((WORKERS, COLS), array.as_mut_slice())
-        .context("view the shared values as a grid")?;
-    let mut workers = Vec::new();
-    // Each row is a view of its own (`&mut`, in effect): no two workers reach the same element.
-    for (worker, mut row) in grid.outer_iter_mut().enumerate() {
-        workers.push(fork_child(move || {
-            for column in 0..COLS {
-                if column == COLS / 2 {
-                    fault::inject(worker); // the tests make worker 1 fail here
-                }
-                row[column] = (worker * COLS + column) as f64; // writes go straight to the shared page
+    // Each row is a part of its own, a `&mut [f64]` view: no two workers reach the same element.
+    array.fork_chunks(COLS, |worker, row| {
+        for (column, x) in row.iter_mut().enumerate() {
+            if column == COLS / 2 {
+                fault::inject(worker); // the tests make worker 1 fail here
             }
-            0
-        })?);
-    }
-    join_all(&workers)?;
+            *x = (worker * COLS + column) as f64; // writes go straight to the shared page
+        }
+        0
+    })?;
     // The parent lays a view of its own over the same pages: what the workers wrote is there.
-    let grid = ArrayView2::from_shape((WORKERS, COLS), array.as_slice()).context("view the grid")?;
+    // A shape over the shared values: the same bytes, seen as rows and columns.
+    let values = array.lock();
+    let grid = ArrayView2::from_shape((WORKERS, COLS), &values[..]).context("view the grid")?;
     for (worker, row) in grid.outer_iter().enumerate() {
         println!("   worker {worker} wrote row {worker}: {}", show(row.iter()));
     }
-    let flat = array.as_slice();
-    println!("   grid[[2, 7]] = {}; the same bytes seen flat: a[27] = {}", grid[[2, 7]], flat[27]);
+    println!("   grid[[2, 7]] = {}; the same bytes seen flat: a[27] = {}", grid[[2, 7]], values[27]);
+    drop(values); // the guard holds the array's lock: let go of it (and no fork while holding one)
     // ANCHOR_END: grid
 
     // ANCHOR: layout
@@ -86,10 +82,11 @@ fn main() -> anyhow::Result<()> {
         blocks.push(Block { len_at, values_at, len });
         end = values_at + len * size_of::<f64>();
     }
-    let mut region = Region::new(end)?;
+    let mut bytes = Array::<u8>::new(end)?; // zeroed bytes in shared memory
+    let mut all = bytes.lock();
     for (worker, block) in blocks.iter().enumerate() {
         let Block { len_at, values_at, len } = *block;
-        region.slice_mut::<u32>(len_at, 1)?[0] = u32::try_from(len)?;
+        cast_mut::<u32>(&mut all, len_at, 1)?[0] = u32::try_from(len)?;
         let values_end = values_at + len * size_of::<f64>();
         println!(
             "   worker {worker}: length at byte {len_at}, {len} values at bytes {values_at}..{values_end}"
@@ -97,32 +94,33 @@ fn main() -> anyhow::Result<()> {
     }
     println!("   {end} bytes in all; the 4 bytes after each length are padding");
     // Without the padding, worker 0's values would start right after its length.
-    match region.slice::<f64>(4, LENS[0]) {
+    match cast::<f64>(&all, 4, LENS[0]) {
         Err(refused) => println!("   an f64 view at byte 4 instead: {refused}"),
         Ok(_) => bail!("an f64 view at byte 4 was allowed"),
     }
+    drop(all); // let go of the lock: the workers' turn
     // ANCHOR_END: layout
 
     // ANCHOR: offsets
     println!("3. Each worker finds its length in the region and fills its values in place");
-    let mut workers = Vec::new();
-    for (worker, block) in blocks.iter().enumerate() {
-        workers.push(fork_child(|| -> anyhow::Result<()> {
-            let len = region.slice::<u32>(block.len_at, 1)?[0] as usize;
-            // Bounds and alignment are checked here, once; then it is a plain &mut [f64].
-            let values = region.slice_mut::<f64>(block.values_at, len)?;
-            for (i, x) in values.iter_mut().enumerate() {
-                if i == len / 2 {
-                    fault::inject(worker);
-                }
-                *x = (worker * COLS + i) as f64;
+    // Each worker's part: its block's bytes, from its length to its last value.
+    let parts: Vec<Range<usize>> =
+        blocks.iter().map(|b| b.len_at..b.values_at + b.len * size_of::<f64>()).collect();
+    bytes.fork_parts(&parts, |worker, block| -> anyhow::Result<()> {
+        let len = cast::<u32>(block, 0, 1)?[0] as usize;
+        // Bounds and alignment are checked here, once; then it is a plain &mut [f64].
+        let values = cast_mut::<f64>(block, blocks[worker].values_at - blocks[worker].len_at, len)?;
+        for (i, x) in values.iter_mut().enumerate() {
+            if i == len / 2 {
+                fault::inject(worker);
             }
-            Ok(())
-        })?);
-    }
-    join_all(&workers)?;
+            *x = (worker * COLS + i) as f64;
+        }
+        Ok(())
+    })?;
+    let all = bytes.lock();
     for (worker, block) in blocks.iter().enumerate() {
-        let values = region.slice::<f64>(block.values_at, block.len)?;
+        let values = cast::<f64>(&all, block.values_at, block.len)?;
         println!("   worker {worker} wrote at byte {}: {}", block.values_at, show(values.iter()));
     }
     // ANCHOR_END: offsets
@@ -167,10 +165,10 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.run_timed(case(BASELINE), || private_vec(n, iterations))?;
     // Made once: the warm-up run faults their pages in, and the page cache keeps them.
     let mut arrays = shared_arrays(n)?;
-    bench.run_timed(case("shared typed view").vs(BASELINE), || shared_view(&mut arrays, iterations))?;
+    bench.run_timed(case("shared typed view").vs(BASELINE), || shared_view(&mut arrays, n, iterations))?;
     // Made for every run: each run's first iteration faults fresh pages in.
     bench.run_timed(case("shared typed view, fresh pages").vs(BASELINE), || {
-        shared_view(&mut shared_arrays(n)?, iterations)
+        shared_view(&mut shared_arrays(n)?, n, iterations)
     })?;
     bench.run_timed(case("channel, element by element").vs(BASELINE), || channel(n, iterations))?;
     bench.run_timed(case("proxy process per block").vs(BASELINE), || proxy(n, iterations))?;
@@ -219,28 +217,24 @@ fn private_vec(n: usize, iterations: usize) -> anyhow::Result<Duration> {
 // ANCHOR_END: private_vec
 
 // ANCHOR: shared_view
-/// One shared Array of `n` f64 per worker, Python's `Array('d', n)`.
-fn shared_arrays(n: usize) -> anyhow::Result<Vec<Array<f64>>> {
-    (0..MEASURE_WORKERS).map(|_| Array::<f64>::new(n)).collect()
+/// One shared Array with `n` f64 for each worker: Python's `Array('d', n)`, one per worker.
+fn shared_arrays(n: usize) -> anyhow::Result<Array<f64>> {
+    Array::<f64>::new(MEASURE_WORKERS * n)
 }
 
-fn shared_view(arrays: &mut [Array<f64>], iterations: usize) -> anyhow::Result<Duration> {
+fn shared_view(arrays: &mut Array<f64>, n: usize, iterations: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let mut workers = Vec::new();
-    for array in arrays.iter_mut() {
-        let values = array.as_mut_slice(); // the typed view: &mut [f64] over the shared pages
-        workers.push(fork_child(move || {
-            for it in 0..iterations {
-                fill(values, it); // the same code as the private Vec, on other pages
-            }
-            0
-        })?);
-    }
-    join_all(&workers)?;
+    // Each worker's `values`: the typed view, a &mut [f64] over its own n shared f64.
+    arrays.fork_chunks(n, |_worker, values| {
+        for it in 0..iterations {
+            fill(values, it); // the same code as the private Vec, on other pages
+        }
+        0
+    })?;
     let elapsed = start.elapsed();
     // Nothing was sent: the parent reads the workers' values where they wrote them.
-    for array in arrays.iter() {
-        check(array.as_slice(), iterations)?;
+    for values in arrays.lock().chunks(n) {
+        check(values, iterations)?;
     }
     Ok(elapsed)
 }
