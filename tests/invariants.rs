@@ -12,7 +12,8 @@ use supervisor::Run;
 /// The lesson's default run: exit 0, nothing left behind; its stdout.
 fn default_run(lesson: &str) -> String {
     let binary = forklore::lesson_binary(lesson);
-    let result = Run::new(&binary, Path::new(env!("CARGO_TARGET_TMPDIR"))).go();
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let result = Run::new(&binary, scratch).env(plumbing::varies::VARIABLE, "1").go();
     assert!(result.status.success() && result.leftovers.is_empty(), "{}", result.describe());
     result.stdout
 }

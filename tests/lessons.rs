@@ -77,7 +77,7 @@ fn check(ok: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
 }
 
 fn output(lesson: &str) -> Result<(), Failed> {
-    let result = run(&binary(lesson), &[], &[], Ending::Natural);
+    let result = run(&binary(lesson), &[], &[(plumbing::varies::VARIABLE, "1")], Ending::Natural);
     check(result.status.success() && result.leftovers.is_empty(), || {
         format!("lesson-{lesson} should exit 0 and leave nothing: {}", result.describe())
     })?;

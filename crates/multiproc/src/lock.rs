@@ -3,7 +3,11 @@
 //!
 //! `std::sync::Mutex` and `parking_lot` must never be placed in shared memory: they are
 //! process-private (their waiting is keyed to one address space), so a process sleeping on
-//! one would never be woken by another.
+//! one would never be woken by another. `shm::Shared` refuses them (`shm::Shareable`).
+//!
+//! These locks guard no data of their own: what they protect is up to the code that takes
+//! them, which keeps it in atomics (the lock-race lesson), or uses `shm::Value` and
+//! `shm::Array`, whose data is reached only through their lock.
 
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
@@ -63,7 +67,7 @@ impl Lock {
     }
 }
 
-/// Holds a [`Lock`] until dropped.
+/// Holds a [`Lock`] until dropped. It guards no data: see the module's documentation.
 pub struct LockGuard<'a> {
     lock: &'a Lock,
 }

@@ -7,6 +7,7 @@
 //! - [`python`]: running the lesson's Python twin for its rows of the table.
 //! - [`fault`]: faults on purpose, for the tests (a worker that panics or is killed).
 //! - [`random_job`]: the job two lessons measure (value-array and queue), written once.
+//! - [`varies`]: what varies from run to run, marked for the tests' snapshots.
 
 pub mod cli;
 pub mod fault;
@@ -14,6 +15,8 @@ pub mod machine;
 pub mod measure;
 pub mod python;
 pub mod random_job;
+pub mod varies;
 
 pub use cli::{Args, Lesson};
 pub use measure::{Bench, Case};
+pub use varies::varies;

@@ -16,7 +16,7 @@ use multiproc::lock::{Lock, SpinLock, meet};
 use multiproc::proc::{fork_child, join_all};
 use multiproc::shm::Shared;
 use plumbing::fault;
-use plumbing::{Args, Bench, Case, Lesson};
+use plumbing::{Args, Bench, Case, Lesson, varies};
 
 const LESSON: Lesson = Lesson {
     name: "lock-race",
@@ -66,12 +66,16 @@ fn main() -> anyhow::Result<()> {
             accounts.balance.store(v + amount, Relaxed); // write what was read, plus the amount
         }
     })?;
-    // Which rounds go wrong, and by how much, changes from run to run: the output marks
-    // such values `{varies: ...}` (the tests redact them).
+    // Which rounds go wrong, and by how much, changes from run to run (`varies` marks it
+    // for the tests, which redact it).
     let wrong = finals.iter().filter(|&&b| b != START).count();
     let (low, high) = (finals.iter().min().unwrap_or(&START), finals.iter().max().unwrap_or(&START));
-    println!("   final balances: {{varies: {}}}", list(&finals));
-    println!("   wrong in {{varies: {wrong} of {ROUNDS}}} rounds, from {{varies: {low} to {high}}}");
+    println!("   final balances: {}", varies(list(&finals)));
+    println!(
+        "   wrong in {} rounds, from {}",
+        varies(format!("{wrong} of {ROUNDS}")),
+        varies(format!("{low} to {high}"))
+    );
     // What holds on every run: each write is a balance read earlier, plus or minus 1, and
     // each worker writes OPS times.
     let (lowest, highest) = (START - OPS, START + OPS);
