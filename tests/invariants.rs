@@ -1,7 +1,7 @@
 //! What each lesson's snapshot cannot show, because redaction hides it: relations between
-//! the values that vary (the child that greets is the child that was joined, every pid is a
-//! different process, a race's outcomes stay within their bounds) and the facts its chapter
-//! states, asserted on the real output.
+//! the values that vary from run to run (the child that greets is the child that was joined,
+//! every pid is a different process, a race's outcomes stay within their bounds and do
+//! happen). What the snapshot shows plainly is not repeated here: the snapshot checks it.
 //! Every lesson also gets the generic checks of tests/lessons.rs, without editing anything.
 
 use std::path::Path;
@@ -24,15 +24,6 @@ fn pids(stdout: &str, pattern: &str) -> Vec<u32> {
     stdout.lines().filter_map(|l| re.captures(l)).map(|c| c[1].parse().unwrap()).collect()
 }
 
-/// The lines appear in this order (others may come between).
-fn in_order(stdout: &str, lines: &[&str]) {
-    let mut rest = stdout;
-    for line in lines {
-        let at = rest.find(line).unwrap_or_else(|| panic!("{line:?} missing or out of order in:\n{stdout}"));
-        rest = &rest[at + line.len()..];
-    }
-}
-
 #[test]
 fn spawn_join() {
     let out = default_run("spawn-join");
@@ -46,40 +37,11 @@ fn spawn_join() {
     all.sort();
     all.dedup();
     assert!(all.len() >= 4 && !all.contains(&std::process::id()), "{out}");
-    in_order(
-        &out,
-        &[
-            "is_alive true",
-            "exitcode -9 (SIGKILL), is_alive false",
-            "ECHILD",
-            "exitcode -15 (SIGTERM)",
-            "a child that returns 3: exitcode 3",
-            "a child that panics: exitcode 101",
-            "exitcodes 0 and 0",
-        ],
-    );
 }
 
 #[test]
 fn pipe() {
     let out = default_run("pipe");
-    // Every message and every reply, in the order sent: one request, one answer.
-    in_order(
-        &out,
-        &[
-            "parent sent: hello",
-            "child replied: hi, parent",
-            "parent sent: hey",
-            "child replied: hey yourself",
-            "parent sent: hru?",
-            "child replied: fine, thanks",
-            "parent sent: END",
-            "child replied: bye",
-        ],
-    );
-    in_order(&out, &["one plain read returns \"hellohey\"", "recv returns \"hello\", then \"hey\""]);
-    in_order(&out, &["no EOF within", "dropped the parent's write end: EOF"]);
-    in_order(&out, &["received: first", "received: second", "received: third", "EOF after 3 messages"]);
     // Five children, five different processes, each joined with exitcode 0.
     let joined = pids(&out, r"joined child pid (\d+): exitcode 0");
     let mut distinct = joined.clone();
@@ -90,15 +52,32 @@ fn pipe() {
 
 #[test]
 fn lock_race() {
-    let out = default_run("lock-race");
-    // (b) the futex lock and (c) fetch_add: exactly 100 in every one of the 10 rounds.
-    let exact = "   final balances: 100 100 100 100 100 100 100 100 100 100\n   right in 10 of 10 rounds\n";
-    in_order(&out, &["3. The same read and write", exact, "4. No lock, one indivisible", exact]);
-    // (a) the race: ten final balances, each within 100 +/- 10000 (a write is a read +/- 1,
-    // and each worker writes 10000 times), and the summary line agrees with them. That a
-    // round goes wrong is likely, never certain: it is not asserted.
+    // (a) the race, the lesson's headline: without a lock, updates are lost. In some run, at
+    // least one of the ten rounds must end away from 100. A race is likely, never certain, so
+    // the whole lesson runs up to five times before this fails. With one CPU the two
+    // workers take turns by time slice and may not overlap at all: there, it is not asserted.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut lost = false;
+    for _ in 0..5 {
+        let finals = racy_balances(&default_run("lock-race"));
+        if finals.iter().any(|&b| b != 100) {
+            lost = true;
+            break;
+        }
+    }
+    if cpus < 2 {
+        println!("lock_race: only {cpus} CPU here: that updates are lost without a lock is not asserted");
+    } else {
+        assert!(lost, "five runs of ten rounds without a lock lost no update: the lesson's claim is false");
+    }
+}
+
+/// The ten final balances of lock-race's race (section 2), checked against what always
+/// holds: each within 100 +/- 10000 (a write is a read +/- 1, and each worker writes 10000
+/// times), and the summary line agreeing with them.
+fn racy_balances(out: &str) -> Vec<i64> {
     let list = Regex::new(r"final balances: \{varies: (-?\d+(?: -?\d+)*)\}").unwrap();
-    let caps = list.captures(&out).unwrap_or_else(|| panic!("no racy balances in:\n{out}"));
+    let caps = list.captures(out).unwrap_or_else(|| panic!("no racy balances in:\n{out}"));
     let finals: Vec<i64> = caps[1].split(' ').map(|b| b.parse().unwrap()).collect();
     assert_eq!(finals.len(), 10, "{out}");
     assert!(finals.iter().all(|b| (-9900..=10100).contains(b)), "{out}");
@@ -106,36 +85,7 @@ fn lock_race() {
     let (low, high) = (finals.iter().min().unwrap(), finals.iter().max().unwrap());
     let summary = format!("wrong in {{varies: {wrong} of 10}} rounds, from {{varies: {low} to {high}}}");
     assert!(out.contains(&summary), "expected {summary:?} in:\n{out}");
-}
-
-#[test]
-fn value_array() {
-    let out = default_run("value-array");
-    // The counter lost no update, and the parent saw every worker's part, with and
-    // without the lock; a MAP_PRIVATE write never reaches the parent, a MAP_SHARED one does.
-    in_order(
-        &out,
-        &[
-            "final count: 40000 (expected 4 x 10000 = 40000)",
-            "sum of all 40000 values: 799980000 (expected 799980000)",
-            "sum of all 40000 values: 799980000 (expected 799980000)",
-            "(MAP_PRIVATE): the parent reads 0",
-            "(memfd, MAP_SHARED): the parent reads 42",
-        ],
-    );
-}
-
-#[test]
-fn zero_copy() {
-    let out = default_run("zero-copy");
-    // Each worker's row holds exactly the values it wrote, seen by the parent without a copy.
-    for w in 0..4 {
-        let row: Vec<String> = (0..10).map(|c| (w * 10 + c).to_string()).collect();
-        let re = Regex::new(&format!(r"worker {w} wrote row {w}:\s+{}\n", row.join(r"\s+"))).unwrap();
-        assert!(re.is_match(&out), "row {w} wrong in:\n{out}");
-    }
-    // An f64 view at an offset that is not a multiple of 8 is refused, not misread.
-    assert!(out.contains("cannot view offset 4 as f64"), "{out}");
+    finals
 }
 
 #[test]
@@ -146,52 +96,11 @@ fn queue() {
     let c = re.captures(&out).unwrap_or_else(|| panic!("no consumer counts in:\n{out}"));
     let (few, many): (u32, u32) = (c[1].parse().unwrap(), c[2].parse().unwrap());
     assert!(few <= many && few + many == 3000, "{out}");
-    for p in 0..3 {
-        let line =
-            format!("producer {p}: every item got exactly once: true; sequence numbers add up to 499500");
-        assert!(out.contains(&line), "{out}");
-    }
-    in_order(
-        &out,
-        &[
-            "3000 items in all",
-            "came in the order they were put: true",
-            "after 300 ms the child is still running",
-            "got 1048576 bytes",
-            "then join: exitcode 0",
-            "has still put only 4",
-            "qsize() is 4: put number 5 waits",
-            "never more than 4 puts ahead",
-            "joined the child: exitcode 0",
-        ],
-    );
 }
 
 #[test]
 fn manager_proxy() {
     let out = default_run("manager-proxy");
-    in_order(
-        &out,
-        &[
-            "len() from the parent: 3",
-            "child: appended Jeff 8",
-            "child: Name: Sam, Score: 10",
-            "child: Name: Adam, Score: 9",
-            "child: Name: Kevin, Score: 9",
-            "child: Name: Jeff, Score: 8",
-            "child: get(\"round\") = Some(1)",
-            "child: get(\"missing\") = None",
-            "parent: get(\"round\") = Some(2)",
-            "snapshot(): 204 records (4 before, plus 4 x 50)",
-            "worker 0: 50 records, in the order it sent them: true",
-            "worker 1: 50 records, in the order it sent them: true",
-            "worker 2: 50 records, in the order it sent them: true",
-            "worker 3: 50 records, in the order it sent them: true",
-            "exitcode 0\n6. The server dies",
-            "len(): error: the manager's server process is gone: connection closed",
-            "exitcode -9 (SIGKILL)",
-        ],
-    );
     // The server joined in section 5 is the one started in section 1; the killed one is
     // section 6's own, and no client is a server.
     let started = pids(&out, r"started the server, pid (\d+)");
@@ -232,7 +141,6 @@ fn copy_on_write() {
         assert!((4..64).contains(&copied), "worker {w}: one write copied {copied} kB: {out}");
         assert!(wrote[shared_dirty] <= read[shared_dirty], "worker {w}: {out}");
     }
-    in_order(&out, &["summed matrices 0..=7: 8725000", "summed matrices 8..=15: 8925000"]);
     // Two workers, two processes, neither of them the parent.
     let parent = pids(&out, r"parent pid (\d+)");
     let workers = pids(&out, r"worker \d \(pid (\d+)\)");
@@ -243,21 +151,6 @@ fn copy_on_write() {
 #[test]
 fn pool() {
     let out = default_run("pool");
-    in_order(
-        &out,
-        &[
-            "map returned [1, 4, 9, 16, 25]",
-            "sum 332833500",
-            "the same results: true",
-            "each chunk's 10 results came together, in input order: true",
-            "sorted, they are map's results: true",
-            "all 4 workers exited with exitcode 0",
-            "the task panicked on item 13 (index 12): 13 is unlucky",
-            "the same worker processes as before: true",
-            "exitcode -9 (SIGKILL); stopped the 1 still running",
-            "workers left: 0",
-        ],
-    );
     // How the 1000 tasks fell among the 4 workers varies; that they add up, and come in
     // whole chunks (15 of 63 and one of 55), does not.
     let re = Regex::new(r"did \{varies: \[(\d+), (\d+), (\d+), (\d+)\]\}").unwrap();
@@ -271,21 +164,4 @@ fn pool() {
     );
     // The worker reported dead is the one the parent killed.
     assert_eq!(pids(&out, r"killed worker 1, pid (\d+)"), pids(&out, r"child 1 of 2 \(pid (\d+)\)"), "{out}");
-}
-
-#[test]
-fn when_slower() {
-    let out = default_run("when-slower");
-    // One job, three ways: the same checksum three times.
-    let re = Regex::new(r"checksum (0x[0-9a-f]{16})").unwrap();
-    let sums: Vec<&str> = re.captures_iter(&out).map(|c| c.get(1).unwrap().as_str()).collect();
-    assert!(sums.len() == 3 && sums.iter().all(|s| *s == sums[0]), "{out}");
-    assert_eq!(out.matches("the same as one process's: true").count(), 2, "{out}");
-    in_order(
-        &out,
-        &[
-            "the parent got 8 images (384 KiB through the pipe)",
-            "8 images (384 KiB) in place, 0 bytes through a pipe",
-        ],
-    );
 }

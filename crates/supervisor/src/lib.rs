@@ -28,8 +28,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -87,6 +86,9 @@ pub enum Ending {
     /// Ctrl-C: SIGINT to the whole process group. (If no such line comes, the run ends by
     /// itself, and [`Outcome::interrupted`] says it was not interrupted.)
     CtrlCAtLine(&'static str),
+    /// As soon as the run's process has a child of its own (it has forked and not yet
+    /// reaped), the same Ctrl-C: mid-run, with children to clean up.
+    CtrlCWhenForked,
 }
 
 /// One supervised run: what to start, and how.
@@ -161,26 +163,23 @@ impl<'a> Run<'a> {
         let shm_before = shm_entries(Path::new("/dev/shm"));
         let (mut child, isolated) = self.spawn(&dirs);
         let group = Pid::from_raw(child.id() as i32);
-        let (marker_tx, marker_rx) = mpsc::channel();
+        let ctrl_c = Arc::new(CtrlC { group, state: Mutex::new(RunState::default()) });
         let marker = match self.ending {
-            Ending::CtrlCAtLine(prefix) => Some(prefix),
-            Ending::Natural => None,
+            Ending::CtrlCAtLine(prefix) => Some((prefix, Arc::clone(&ctrl_c))),
+            _ => None,
         };
-        let stdout = drain_lines(child.stdout.take().expect("stdout is piped"), marker, marker_tx);
+        let stdout = drain_lines(child.stdout.take().expect("stdout is piped"), marker);
         let stderr = drain(child.stderr.take().expect("stderr is piped"));
+        let watcher = matches!(self.ending, Ending::CtrlCWhenForked).then(|| {
+            let ctrl_c = Arc::clone(&ctrl_c);
+            thread::spawn(move || ctrl_c.when_forked())
+        });
 
         let mut leftovers = Vec::new();
         let started = Instant::now();
-        let mut interrupted = false;
         let status = loop {
-            // Only this loop reaps the run's process, and it signals before it reaps: the
-            // process group cannot have been reused by another program yet.
-            if let Some(status) = child.try_wait().expect("wait for the run") {
+            if let Some(status) = ctrl_c.try_reap(&mut child) {
                 break status;
-            }
-            if !interrupted && marker_rx.try_recv().is_ok() {
-                let _ = killpg(group, Signal::SIGINT);
-                interrupted = true;
             }
             if started.elapsed() > TIMEOUT {
                 leftovers.push(format!("timed out after {TIMEOUT:?}: killed"));
@@ -188,6 +187,10 @@ impl<'a> Run<'a> {
             }
             thread::sleep(Duration::from_millis(2));
         };
+        if let Some(watcher) = watcher {
+            watcher.join().expect("the fork watcher");
+        }
+        let interrupted = ctrl_c.state.lock().unwrap_or_else(|e| e.into_inner()).interrupted;
         // Children die with their parent (PDEATHSIG, or the Ctrl-C that reached the whole
         // group) a moment later, and helpers exit when their pipes close: give them that moment.
         leftovers.extend(leftover_processes(Duration::from_secs(3), interrupted));
@@ -327,11 +330,56 @@ impl RunDirs {
     }
 }
 
-/// Read a pipe to its end, by lines; tell `marker` when a line starts with its text.
+/// Sends a run its Ctrl-C at the right moment, from whichever thread sees the moment come,
+/// and never after the run's process has been reaped (its group id could then be another's).
+struct CtrlC {
+    group: Pid,
+    state: Mutex<RunState>,
+}
+
+#[derive(Default)]
+struct RunState {
+    reaped: bool,
+    interrupted: bool,
+}
+
+impl CtrlC {
+    /// SIGINT to the whole group, as a terminal does, once; not if the run is over.
+    fn interrupt(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.reaped && !state.interrupted {
+            let _ = killpg(self.group, Signal::SIGINT);
+            state.interrupted = true;
+        }
+    }
+
+    /// Reap the run's process if it has ended, under the same lock as `interrupt`.
+    fn try_reap(&self, child: &mut std::process::Child) -> Option<ExitStatus> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let status = child.try_wait().expect("wait for the run")?;
+        state.reaped = true;
+        Some(status)
+    }
+
+    /// Watch for the run's first child (a fork that has not been reaped yet), looking as
+    /// often as the machine lets a thread look, and interrupt then.
+    fn when_forked(&self) {
+        loop {
+            if self.state.lock().unwrap_or_else(|e| e.into_inner()).reaped {
+                return;
+            }
+            if has_children(self.group) {
+                return self.interrupt();
+            }
+            thread::yield_now();
+        }
+    }
+}
+
+/// Read a pipe to its end, by lines; interrupt the run when a line starts with `marker`.
 fn drain_lines(
     pipe: impl Read + Send + 'static,
-    marker: Option<&'static str>,
-    seen: mpsc::Sender<()>,
+    marker: Option<(&'static str, Arc<CtrlC>)>,
 ) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut text = String::new();
@@ -339,8 +387,10 @@ fn drain_lines(
         let mut line = Vec::new();
         while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
             let piece = String::from_utf8_lossy(&line);
-            if marker.is_some_and(|m| piece.starts_with(m)) {
-                let _ = seen.send(());
+            if let Some((prefix, ctrl_c)) = &marker
+                && piece.starts_with(prefix)
+            {
+                ctrl_c.interrupt();
             }
             text.push_str(&piece);
             line.clear();
@@ -355,6 +405,11 @@ fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// Whether `pid` (its main thread) has children now.
+fn has_children(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).is_ok_and(|c| !c.trim().is_empty())
 }
 
 fn shm_entries(dir: &Path) -> BTreeSet<String> {
