@@ -144,12 +144,18 @@ fn injects_faults(lesson: &str) -> bool {
 
 fn fault_run(lesson: &str, fault: &str, shows: &str) -> Result<(), Failed> {
     let spec = format!("{fault}:1");
-    let env = [(plumbing::fault::VARIABLE, spec.as_str())];
+    // A reader's RUST_BACKTRACE=1 must not pour a backtrace into the lesson's output: a
+    // worker's panic is one line, "child pid N panicked: ...", and so is the parent's error.
+    let env = [(plumbing::fault::VARIABLE, spec.as_str()), ("RUST_BACKTRACE", "1")];
     let result = run(&binary(lesson), &[], &env, Ending::Natural);
+    let panic_line = result.stderr.lines().any(|l| l.starts_with("child pid ") && l.contains(" panicked: "));
     check(
         result.status.code().is_some_and(|c| c != 0)
             && result.stderr.contains("child 1 ")
             && result.stderr.contains(shows)
+            && (fault != "panic" || panic_line)
+            && !result.stderr.contains("thread '")
+            && !result.stderr.to_lowercase().contains("backtrace")
             && result.leftovers.is_empty(),
         || {
             format!(

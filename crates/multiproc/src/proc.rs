@@ -138,7 +138,7 @@ pub fn may_fork() -> anyhow::Result<()> {
         "cannot fork while this process holds a guard (or a part) of shared memory: the child would \
          get a copy, and two processes would use it; drop the guard before forking"
     );
-    let threads = threads().context("count this process's threads (/proc/self/stat)")?;
+    let threads = thread_count().context("count this process's threads (/proc/self/stat)")?;
     anyhow::ensure!(
         threads == 1,
         "cannot fork: this process has {threads} threads, and a child would hold only a copy of one, \
@@ -148,7 +148,7 @@ pub fn may_fork() -> anyhow::Result<()> {
 }
 
 /// How many threads this process has: field 20 of /proc/self/stat.
-fn threads() -> anyhow::Result<usize> {
+pub fn thread_count() -> anyhow::Result<usize> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     // pid (comm) state ... : the name may hold spaces and parentheses; count after the last ')'.
     let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");

@@ -53,6 +53,7 @@ impl Lesson {
     /// Parse this process's arguments; on `--help` print help and exit 0, on a bad
     /// argument print one line on stderr and exit 2.
     pub fn args(&self) -> Args {
+        quiet_error_backtraces();
         match self.parse(std::env::args_os().skip(1)) {
             Ok(Parsed::Run(args)) => args,
             Ok(Parsed::Help) => {
@@ -126,6 +127,19 @@ impl Lesson {
             args.runs = 1;
         }
         Ok(Parsed::Run(args))
+    }
+}
+
+/// A lesson's errors are messages for the reader, printed by `main` on one line of stderr:
+/// no backtrace under them, even where `RUST_BACKTRACE=1` is set (a panic, a bug, still gets
+/// its backtrace). anyhow reads `RUST_LIB_BACKTRACE` before `RUST_BACKTRACE`.
+fn quiet_error_backtraces() {
+    let single = multiproc::proc::thread_count().is_ok_and(|n| n == 1);
+    if single && std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: changing the environment is sound only while no other thread may read it,
+        // and this process has only this thread (just counted; only this thread could start
+        // another).
+        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
 }
 
