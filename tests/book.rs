@@ -1,7 +1,8 @@
 //! The book: every lesson has a chapter in SUMMARY.md and a row in README.md; every `{{#include}}` names a file and
-//! anchor that exist; code and output are only ever included, never pasted; the book builds,
-//! and its rendered HTML really holds every included line (mdBook logs an error for a
-//! missing file and renders an empty block for a missing anchor, yet exits 0); and each
+//! anchor that exist, and every anchor in the sources is included somewhere; code and output
+//! are only ever included, never pasted; "Things to try" names only code that exists; the
+//! book builds, and its rendered HTML really holds every included line (mdBook logs an error
+//! for a missing file and renders an empty block for a missing anchor, yet exits 0); and each
 //! measured table is exactly what `cargo xtask measure` makes of the records beside it.
 
 use std::fs;
@@ -17,6 +18,8 @@ fn main() {
         Trial::test("readme-lists-every-lesson", readme_lists_every_lesson),
         Trial::test("includes-resolve", includes_resolve),
         Trial::test("code-is-included-not-pasted", code_is_included_not_pasted),
+        Trial::test("every-anchor-is-included", every_anchor_is_included),
+        Trial::test("things-to-try-name-real-code", things_to_try_name_real_code),
         Trial::test("rendered-html-holds-includes", rendered_html_holds_includes),
     ];
     for lesson in forklore::lessons() {
@@ -167,6 +170,99 @@ fn includes_resolve() -> Result<(), Failed> {
         ] {
             if !text.contains(&needed) {
                 problems.push(format!("{}: includes nothing from {needed}", chapter.display()));
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+/// The sources whose anchors the book includes: lessons (Rust and Python) and the crates.
+fn anchored_sources() -> Vec<PathBuf> {
+    let root = forklore::root();
+    let mut files = Vec::new();
+    for lesson in forklore::lessons() {
+        files.push(root.join("lessons").join(&lesson).join("src/main.rs"));
+        files.extend(files_in(&root.join("lessons").join(&lesson).join("python"), "py"));
+    }
+    for entry in fs::read_dir(root.join("crates")).unwrap().filter_map(|e| e.ok()) {
+        files.extend(files_in(&entry.path().join("src"), "rs"));
+        files.extend(files_in(&entry.path().join("python"), "py"));
+    }
+    files
+}
+
+fn files_in(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    let entries = fs::read_dir(dir).into_iter().flatten().filter_map(|e| e.ok());
+    entries.map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == extension)).collect()
+}
+
+fn every_anchor_is_included() -> Result<(), Failed> {
+    // An anchor no chapter includes marks code as teaching material that nobody reads.
+    let mut included = std::collections::BTreeSet::new();
+    for (page, text) in pages() {
+        for inc in includes(&page, &text) {
+            if let (Ok(file), Some(spec)) = (inc.file.canonicalize(), inc.spec) {
+                included.insert((file, spec));
+            }
+        }
+    }
+    let anchor = Regex::new(r"ANCHOR:\s*(\w+)").unwrap();
+    let mut unused = Vec::new();
+    for file in anchored_sources() {
+        let text = fs::read_to_string(&file)?;
+        let canonical = file.canonicalize()?;
+        for name in anchor.captures_iter(&text).map(|c| c[1].to_string()) {
+            if !included.contains(&(canonical.clone(), name.clone())) {
+                unused.push(format!("{}: {name}", file.display()));
+            }
+        }
+    }
+    if unused.is_empty() { Ok(()) } else { Err(format!("anchors no chapter includes:\n{}", unused.join("\n")).into()) }
+}
+
+/// Names of the system's own API that "Things to try" mentions: not the repo's code.
+const SYSTEM_NAMES: [&str; 2] = ["fcntl", "F_SETPIPE_SZ"];
+
+fn things_to_try_name_real_code() -> Result<(), Failed> {
+    // A "Things to try" refers to existing code by name (and describes edits in words), so
+    // that it cannot drift from the code unnoticed: every name in backticks must exist, as a
+    // word, in the lesson's sources or the crates. Code the reader is asked to type is not a
+    // name (it has spaces, dots, operators), and is not checked.
+    let word = Regex::new(r"[A-Za-z_][A-Za-z0-9_]*").unwrap();
+    let name = Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*!?(\(\))?$").unwrap();
+    let span = Regex::new(r"`([^`\n]+)`").unwrap();
+    let words_of = |files: &[PathBuf]| -> std::collections::BTreeSet<String> {
+        let texts = files.iter().filter_map(|f| fs::read_to_string(f).ok());
+        texts.flat_map(|t| word.find_iter(&t).map(|m| m.as_str().to_string()).collect::<Vec<_>>()).collect()
+    };
+    let mut problems = Vec::new();
+    for lesson in forklore::lessons() {
+        let chapter = fs::read_to_string(book_src().join(format!("{lesson}.md")))?;
+        let Some(start) = chapter.find("## Things to try") else {
+            problems.push(format!("{lesson}.md has no \"## Things to try\""));
+            continue;
+        };
+        let section = &chapter[start..];
+        let end = section.find("<details>").unwrap_or(section.len());
+        let mut files: Vec<PathBuf> = anchored_sources()
+            .into_iter()
+            .filter(|f| !f.starts_with(forklore::root().join("lessons")))
+            .collect();
+        files.push(forklore::root().join("lessons").join(&lesson).join("src/main.rs"));
+        files.extend(files_in(&forklore::root().join("lessons").join(&lesson).join("python"), "py"));
+        let known = words_of(&files);
+        for quoted in span.captures_iter(&section[..end]).map(|c| c[1].to_string()) {
+            if !name.is_match(&quoted) {
+                continue;
+            }
+            let missing: Vec<&str> = quoted
+                .trim_end_matches("()")
+                .trim_end_matches('!')
+                .split("::")
+                .filter(|s| !known.contains(*s) && !SYSTEM_NAMES.contains(s))
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!("{lesson}.md, Things to try: `{quoted}` names {missing:?}, found in no source"));
             }
         }
     }
