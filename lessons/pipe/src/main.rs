@@ -99,11 +99,11 @@ fn main() -> anyhow::Result<()> {
     let message = recv(&mut reader).context("receive")?.context("no message came")?;
     println!("   parent read: {}", String::from_utf8_lossy(&message));
     println!("   joined child pid {child}: exitcode {}", join(child)?);
-    // The child is gone, and its write end with it. Wait for EOF, but only 300 ms.
-    if readable_within(&reader, 300)? {
+    // The child is gone, and its write end with it. Wait for EOF, but only so long.
+    if readable_within(&reader, PATIENCE_MS)? {
         bail!("EOF came although the parent holds the write end");
     }
-    println!("   no EOF within 300 ms: this process still holds the write end");
+    println!("   no EOF within {PATIENCE_MS} ms: this process still holds the write end");
     drop(writer);
     match recv(&mut reader).context("receive")? {
         None => println!("   dropped the parent's write end: EOF"),
@@ -192,6 +192,9 @@ fn readable_within(fd: impl AsFd, ms: u16) -> anyhow::Result<bool> {
     Ok(ready > 0)
 }
 // ANCHOR_END: readable
+
+/// How long section 3 waits for an EOF that cannot come.
+const PATIENCE_MS: u16 = 300;
 
 /// Bytes in a round-trip message.
 const SMALL: usize = 64;

@@ -25,6 +25,9 @@ const LESSON: Lesson = Lesson {
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/spawn_join.py"),
 };
 
+/// How long each child of section 5 sleeps.
+const NAP: Duration = Duration::from_millis(500);
+
 /// The measured baseline: the bare system calls under every other case.
 const FLOOR: &str = "fork+_exit+waitpid (floor)";
 
@@ -103,9 +106,9 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR_END: exit_codes
 
     // ANCHOR: two_sleepers
-    println!("5. two children that each sleep 500 ms");
+    println!("5. two children that each sleep {} ms", NAP.as_millis());
     let nap = || {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(NAP);
         0
     };
     let start = Instant::now();

@@ -37,6 +37,8 @@ const WORKERS: usize = random_job::WORKERS;
 const ADDS: i64 = 10_000;
 /// Elements in the arrays of sections 2 and 3.
 const LEN: usize = 40_000;
+/// What the child of section 4 writes.
+const MARK: u8 = 42;
 
 fn main() -> anyhow::Result<()> {
     let args = LESSON.args();
@@ -113,12 +115,12 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR_END: locked
 
     // ANCHOR: private
-    println!("4. Why MAP_SHARED: a child writes 42 into two mappings made before the fork");
+    println!("4. Why MAP_SHARED: a child writes {MARK} into two mappings made before the fork");
     let mut private = MmapMut::map_anon(8).context("map 8 private bytes (memmap2 map_anon)")?;
     let shared = Value::new(0u8)?;
     let child = fork_child(|| {
-        private[0] = 42; // MAP_PRIVATE: this write copies the page, for this process only
-        *shared.lock() = 42; // MAP_SHARED: the parent's page too
+        private[0] = MARK; // MAP_PRIVATE: this write copies the page, for this process only
+        *shared.lock() = MARK; // MAP_SHARED: the parent's page too
         0
     })?;
     join_all(&[child])?;

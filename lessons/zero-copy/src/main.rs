@@ -92,11 +92,13 @@ fn main() -> anyhow::Result<()> {
             "   worker {worker}: length at byte {len_at}, {len} values at bytes {values_at}..{values_end}"
         );
     }
-    println!("   {end} bytes in all; the 4 bytes after each length are padding");
+    let padding = blocks[0].values_at - blocks[0].len_at - size_of::<u32>();
+    println!("   {end} bytes in all; the {padding} bytes after each length are padding");
     // Without the padding, worker 0's values would start right after its length.
-    match cast::<f64>(&all, 4, LENS[0]) {
-        Err(refused) => println!("   an f64 view at byte 4 instead: {refused}"),
-        Ok(_) => bail!("an f64 view at byte 4 was allowed"),
+    let unpadded = blocks[0].len_at + size_of::<u32>();
+    match cast::<f64>(&all, unpadded, LENS[0]) {
+        Err(refused) => println!("   an f64 view at byte {unpadded} instead: {refused}"),
+        Ok(_) => bail!("an f64 view at byte {unpadded} was allowed"),
     }
     drop(all); // let go of the lock: the workers' turn
     // ANCHOR_END: layout
