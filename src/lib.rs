@@ -30,6 +30,18 @@ pub fn lesson_binary(lesson: &str) -> PathBuf {
     supervisor::build(&root().join("Cargo.toml"), &format!("lesson-{lesson}"))
 }
 
+/// The Python twin of `lesson`: the one `.py` file in `lessons/<lesson>/python/`.
+pub fn python_twin(lesson: &str) -> PathBuf {
+    let dir = root().join("lessons").join(lesson).join("python");
+    let mut twins: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "py"))
+        .collect();
+    assert_eq!(twins.len(), 1, "{} should hold one Python twin: {twins:?}", dir.display());
+    twins.remove(0)
+}
+
 /// Where `cargo xtask measure` writes a lesson's records and table.
 pub fn measured(lesson: &str, extension: &str) -> PathBuf {
     root().join("book/src/measured").join(format!("{lesson}.{extension}"))

@@ -166,6 +166,7 @@ fn includes_resolve() -> Result<(), Failed> {
             format!("lessons/{lesson}/src/main.rs:"),
             format!("lessons/{lesson}/python/"),
             format!("lessons/{lesson}/output.snap"),
+            format!("lessons/{lesson}/python/output.snap"),
             format!("measured/{lesson}.md"),
         ] {
             if !text.contains(&needed) {
@@ -217,7 +218,11 @@ fn every_anchor_is_included() -> Result<(), Failed> {
             }
         }
     }
-    if unused.is_empty() { Ok(()) } else { Err(format!("anchors no chapter includes:\n{}", unused.join("\n")).into()) }
+    if unused.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("anchors no chapter includes:\n{}", unused.join("\n")).into())
+    }
 }
 
 /// Names of the system's own API that "Things to try" mentions: not the repo's code.
@@ -262,7 +267,9 @@ fn things_to_try_name_real_code() -> Result<(), Failed> {
                 .filter(|s| !known.contains(*s) && !SYSTEM_NAMES.contains(s))
                 .collect();
             if !missing.is_empty() {
-                problems.push(format!("{lesson}.md, Things to try: `{quoted}` names {missing:?}, found in no source"));
+                problems.push(format!(
+                    "{lesson}.md, Things to try: `{quoted}` names {missing:?}, found in no source"
+                ));
             }
         }
     }

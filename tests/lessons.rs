@@ -38,6 +38,12 @@ fn main() {
         let l = lesson.clone();
         trials.push(Trial::test(format!("{lesson}::output"), move || output(&l)));
         let l = lesson.clone();
+        let no_python = plumbing::python::find().is_none();
+        trials.push(
+            Trial::test(format!("{lesson}::python-output"), move || python_output(&l))
+                .with_ignored_flag(no_python),
+        );
+        let l = lesson.clone();
         trials.push(Trial::test(format!("{lesson}::ctrl-c"), move || ctrl_c(&l)));
         let l = lesson.clone();
         trials.push(Trial::test(format!("{lesson}::options"), move || options(&l)));
@@ -82,15 +88,39 @@ fn output(lesson: &str) -> Result<(), Failed> {
         format!("lesson-{lesson} should exit 0 and leave nothing: {}", result.describe())
     })?;
     let transcript = format!("$ cargo run -p lesson-{lesson}\n{}", result.stdout);
+    snapshot(&forklore::root().join("lessons").join(lesson), &transcript);
+    Ok(())
+}
+
+/// The Python twin's demonstration, as its chapter's "In Python" section shows it: the same
+/// checks and redactions as the Rust lesson's. (Ignored, and shown so, where there is no
+/// python3.)
+fn python_output(lesson: &str) -> Result<(), Failed> {
+    let python = plumbing::python::find().ok_or("no python3")?;
+    let twin = forklore::python_twin(lesson);
+    let twin_arg = twin.to_string_lossy();
+    // No __pycache__ folders in the lessons' source tree (the "spawn" child imports the twin).
+    let env = [(plumbing::varies::VARIABLE, "1"), ("PYTHONDONTWRITEBYTECODE", "1")];
+    let result = run(&python, &[&twin_arg], &env, Ending::Natural);
+    check(result.status.success() && result.leftovers.is_empty(), || {
+        format!("python3 {} should exit 0 and leave nothing: {}", twin.display(), result.describe())
+    })?;
+    let shown = twin.strip_prefix(forklore::root()).unwrap_or(&twin);
+    let transcript = format!("$ python3 {}\n{}", shown.display(), result.stdout);
+    snapshot(twin.parent().ok_or("a twin in no folder")?, &transcript);
+    Ok(())
+}
+
+/// Compare `transcript`, redacted, with `output.snap` in `folder`.
+fn snapshot(folder: &Path, transcript: &str) {
     let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(forklore::root().join("lessons").join(lesson));
+    settings.set_snapshot_path(folder);
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
     for (pattern, replacement) in supervisor::REDACTIONS {
         settings.add_filter(pattern, replacement);
     }
     settings.bind(|| insta::assert_snapshot!("output", transcript));
-    Ok(())
 }
 
 fn ctrl_c(lesson: &str) -> Result<(), Failed> {

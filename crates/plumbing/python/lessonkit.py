@@ -1,20 +1,67 @@
 """Plumbing shared by the lessons' Python programs, as the plumbing crate is for the Rust ones.
 
 The same options (--measure, --json, --runs N, --quick) and the same JSON records, one per
-line, so a lesson's --measure can run its Python twin and put both in one table.
-A lesson program imports it with:
+line, so a lesson's --measure can run its Python twin and put both in one table; and, for
+the default run, the same way of printing what varies from run to run (`varies`) and a
+measured time (`duration`), so that the tests can snapshot a twin's output as they do a
+lesson's. A lesson program imports it with:
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
     import lessonkit
+
+and ends with:
+
+    if __name__ == "__main__":
+        lessonkit.run(ABOUT, demo, measure)
 """
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 
 DEFAULT_RUNS = 5
+
+# The variable the tests set, as in crates/plumbing/src/varies.rs; read once, at import.
+MARK_VARYING = os.environ.get("FORKLORE_MARK_VARYING") == "1"
+
+
+def run(about, demo, measure):
+    """The lesson's main: `measure(args)` with --measure, else `demo()`.
+
+    Call it under `if __name__ == "__main__":` only: a "spawn" child (and a Manager's or a
+    Pool's, under that start method) imports the lesson's file, and must not run the demo.
+    """
+    args = parse_args(about)
+    if args.measure:
+        measure(args)
+    else:
+        demo()
+
+
+def varies(value):
+    """`str(value)`, marked `{varies: value}` when the tests ask (FORKLORE_MARK_VARYING=1).
+
+    For what a demo prints that changes from run to run: a race's outcome, how work fell
+    among workers, a memory count. The snapshot shows it as `[varies]`.
+    """
+    return f"{{varies: {value}}}" if MARK_VARYING else str(value)
+
+
+def duration(seconds):
+    """Seconds, in the unit that suits them: `45.1 ns`, `8.41 µs`, `503.20 ms`, `1.503 s`.
+
+    As plumbing::measure::duration prints them, which the tests redact as a measured time.
+    """
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.1f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.3f} s"
 
 
 def parse_args(about):

@@ -22,6 +22,7 @@ pub fn measure(program: &str, runs: usize, quick: bool) -> anyhow::Result<Option
     let Some(python) = find() else { return Ok(None) };
     let mut command = Command::new(&python);
     command.arg(program).args(["--measure", "--json", "--runs", &runs.to_string()]);
+    command.env("PYTHONDONTWRITEBYTECODE", "1"); // no __pycache__ beside the lesson's source
     if quick {
         command.arg("--quick");
     }

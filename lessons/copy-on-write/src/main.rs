@@ -23,7 +23,7 @@ use multiproc::shm::Shared;
 use nix::sys::mman::{MmapAdvise, madvise};
 use nix::unistd::{SysconfVar, getpid, sysconf};
 use plumbing::fault;
-use plumbing::{Args, Bench, Case, Lesson};
+use plumbing::{Args, Bench, Case, Lesson, varies};
 
 const LESSON: Lesson = Lesson {
     name: "copy-on-write",
@@ -42,9 +42,12 @@ const MATRICES: usize = 16;
 const SIDE: usize = 500;
 /// Workers in the default run, numbered from 0; each sums MATRICES / WORKERS matrices.
 const WORKERS: usize = 2;
-/// Thresholds in kB for the facts the lesson checks: well above the noise (stack, heap and
-/// libc pages touched here and there), well below what they tell apart.
-const ONE_MB: u64 = 1024;
+/// Thresholds for the facts the lesson checks: well above the noise (stack, heap and libc
+/// pages touched here and there), well below what they tell apart. In MB, and in pages.
+const NOISE_MB: u64 = 1;
+const FEW_PAGES: u64 = 16;
+/// The same in kB, as /proc/self/smaps_rollup counts.
+const NOISE_KB: u64 = NOISE_MB * 1024;
 
 fn main() -> anyhow::Result<()> {
     let args = LESSON.args();
@@ -111,22 +114,25 @@ fn main() -> anyhow::Result<()> {
         total += report.sum;
     }
     // What check() found true in every worker:
+    let noise = format!("{NOISE_MB} MB");
     println!("   in every worker, before reading: Rss counts all {matrices_kb} kB of the matrices,");
-    println!("      yet Private_Dirty is under 1 MB: the pages are the parent's, mapped in by fork");
+    println!("      yet Private_Dirty is under {noise}: the pages are the parent's, mapped in by fork");
     println!("   in every worker, Pss is at most Rss minus half the matrices: a page that N processes");
     println!("      map counts 1/N in each");
-    println!("   in every worker, after reading: Private_Dirty grew by less than 1 MB: the pages are");
+    println!("   in every worker, after reading: Private_Dirty grew by less than {noise}: the pages are");
     println!("      shared, not copied");
     println!("   in every worker, after writing one f64: Private_Dirty grew by at least one page and");
-    println!("      by less than 16: one page was copied, for that worker alone");
+    println!("      by less than {FEW_PAGES}: one page was copied, for that worker alone");
     // ANCHOR_END: reports
 
     // ANCHOR: parent
     println!("3. The parent's view, after the workers are gone");
     let after = Memory::of_self()?;
     println!("   parent pid {} now:            {}", getpid(), after.show());
-    ensure!(after.rss.abs_diff(built.rss) < ONE_MB, "the parent's Rss changed while the workers read");
-    println!("   Rss changed by less than 1 MB since filling: the workers' reading cost the parent nothing");
+    ensure!(after.rss.abs_diff(built.rss) < NOISE_KB, "the parent's Rss changed while the workers read");
+    println!(
+        "   Rss changed by less than {noise} since filling: the workers' reading cost the parent nothing"
+    );
     let expected: f64 = matrices.iter().sum();
     ensure!(total == expected, "the workers' sums add up to {total}, the parent's to {expected}");
     println!("   the workers' sums add up to {total}, the parent's own sum: {expected}");
@@ -164,11 +170,11 @@ fn check(report: &Report, matrices_kb: u64) -> anyhow::Result<()> {
     let page_kb = page_size()? as u64 / 1024;
     let Report { before, after_reading: read, after_writing: wrote, .. } = report;
     ensure!(before.rss >= matrices_kb, "a worker's Rss does not count the matrices");
-    ensure!(before.private_dirty < ONE_MB, "a worker started with its own copy of the matrices");
+    ensure!(before.private_dirty < NOISE_KB, "a worker started with its own copy of the matrices");
     ensure!(before.pss <= before.rss - matrices_kb / 2, "a worker's Pss counts the shared pages in full");
-    ensure!(read.private_dirty < before.private_dirty + ONE_MB, "reading copied the pages");
+    ensure!(read.private_dirty < before.private_dirty + NOISE_KB, "reading copied the pages");
     let grew = wrote.private_dirty.saturating_sub(read.private_dirty);
-    ensure!((page_kb..16 * page_kb).contains(&grew), "writing one f64 made {grew} kB private");
+    ensure!((page_kb..FEW_PAGES * page_kb).contains(&grew), "writing one f64 made {grew} kB private");
     Ok(())
 }
 // ANCHOR_END: check
@@ -209,13 +215,14 @@ impl Memory {
         })
     }
 
-    /// The numbers, marked as varying from run to run (the tests redact them).
+    /// The numbers, which vary a little from run to run (`varies` marks them for the tests).
     fn show(&self) -> String {
         let Memory { rss, pss, shared_clean, shared_dirty, private_clean, private_dirty } = self;
-        format!(
-            "{{varies: Rss {rss}, Pss {pss}, Shared_Clean {shared_clean}, Shared_Dirty {shared_dirty}, \
-             Private_Clean {private_clean}, Private_Dirty {private_dirty}}} kB"
-        )
+        let numbers = format!(
+            "Rss {rss}, Pss {pss}, Shared_Clean {shared_clean}, Shared_Dirty {shared_dirty}, \
+             Private_Clean {private_clean}, Private_Dirty {private_dirty}"
+        );
+        format!("{} kB", varies(numbers))
     }
 }
 
@@ -269,8 +276,9 @@ const SERIAL: &str = "serial sum in the parent (floor)";
 
 // ANCHOR: measure
 fn measure(args: &Args) -> anyhow::Result<()> {
-    let mut bench = Bench::new(&LESSON, args, "sum 16 matrices of 500x500 f64 that the parent built");
     let (count, side) = args.pick((MATRICES, SIDE), (4, 100));
+    let title = format!("sum {count} matrices of {side}x{side} f64 that the parent built");
+    let mut bench = Bench::new(&LESSON, args, &title);
     let mut matrices = vec![0.0f64; count * side * side];
     fill(&mut matrices, side);
     let expected: f64 = matrices.iter().sum();

@@ -145,7 +145,7 @@ def measure(args):
 # ANCHOR_END: measure
 
 
-def main():
+def demo():
     # ANCHOR: start
     print("1. Manager(): a server process that owns the list and the dict")
     with Manager() as manager:  # leaving the block shuts the server down
@@ -165,9 +165,5 @@ def main():
     server_dies()
 
 
-if __name__ == "__main__":  # a "spawn" child imports this file: it must not run the demo
-    args = lessonkit.parse_args(ABOUT)
-    if args.measure:
-        measure(args)
-    else:
-        main()
+if __name__ == "__main__":
+    lessonkit.run(ABOUT, demo, measure)

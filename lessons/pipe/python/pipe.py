@@ -20,6 +20,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / 
 import lessonkit  # noqa: E402
 
 ABOUT = "A channel between a parent and a child process: multiprocessing.Pipe()."
+EOF_WAIT_MS = 300  # how long section 3 waits for an EOF that cannot come
 
 
 # ANCHOR: duplex
@@ -101,8 +102,8 @@ def forgot():
     print(f"   parent read: {reader.recv()}")
     child.join()
     print(f"   joined child pid {child.pid}: exitcode {child.exitcode}")
-    if not reader.poll(0.3):  # readable means data or EOF; wait 300 ms at most
-        print("   no EOF within 300 ms: this process still holds the write end")
+    if not reader.poll(EOF_WAIT_MS / 1000):  # readable means data or EOF; wait that long at most
+        print(f"   no EOF within {EOF_WAIT_MS} ms: this process still holds the write end")
     writer.close()
     try:
         reader.recv()
@@ -233,17 +234,13 @@ def measure(args):
             conn.send_bytes(block)
         conn.recv_bytes()
 
-    bench.run("Pipe send_bytes 1 MiB", lambda: with_child(drain, count, send_mib),
+    bench.run(f"Pipe send_bytes {MIB >> 20} MiB", lambda: with_child(drain, count, send_mib),
               ops=count, nbytes=count * MIB, baseline="pipe raw 1 MiB (floor)", timed=True)
     bench.finish()
 # ANCHOR_END: measure
 
 
-def main():
-    args = lessonkit.parse_args(ABOUT)
-    if args.measure:
-        measure(args)
-        return
+def demo():
     duplex()
     stream()
     eof()
@@ -253,4 +250,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    lessonkit.run(ABOUT, demo, measure)

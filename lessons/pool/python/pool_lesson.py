@@ -29,6 +29,10 @@ RUST_DEFAULT = "pool.map, default chunksize"
 WORKERS = 4
 ITEMS = 1000
 CHUNK = 10
+FIRST = [1, 2, 3, 4, 5]  # section 1's items
+ERROR_WORKERS = 2  # the pools of sections 5 and 6
+UNLUCKY = 13  # the item unlucky() raises on
+ERROR_ITEMS = range(1, 21)  # section 5's items, UNLUCKY among them
 MEASURE_WORKERS = 2
 
 
@@ -38,8 +42,8 @@ def square(x):
 
 
 def unlucky(x):
-    if x == 13:
-        raise ValueError("13 is unlucky")
+    if x == UNLUCKY:
+        raise ValueError(f"{x} is unlucky")
     return x * x
 
 
@@ -49,19 +53,21 @@ def die(x):
 
 
 # ANCHOR: map
-def demo():
-    print(f"1. map: Pool({WORKERS}).map(square, [1, 2, 3, 4, 5])")
+def basics():
+    print(f"1. map: Pool({WORKERS}).map(square, {FIRST})")
     pool = Pool(WORKERS)  # Pool() starts os.cpu_count() workers
-    print(f"   map returned {pool.map(square, [1, 2, 3, 4, 5])}, in input order")
+    print(f"   map returned {pool.map(square, FIRST)}, in input order")
 
     print(f"2. chunksize: map(square, range({ITEMS}))")
-    squares = pool.map(square, range(ITEMS))  # chunksize: ceil(1000 / (4 * 4)) = 63
+    squares = pool.map(square, range(ITEMS))  # chunksize: ceil(ITEMS / (4 * WORKERS)), 63 here
     print(f"   sum {sum(squares)}; first {squares[:3]}; last {squares[-3:]}")
     print(f"   chunksize 1, the same results: {pool.map(square, range(ITEMS), chunksize=1) == squares}")
 
     print(f"3. imap_unordered(square, range({ITEMS}), chunksize={CHUNK}): results as they finish")
     arrived = list(pool.imap_unordered(square, range(ITEMS), chunksize=CHUNK))
-    print(f"   in input order this time: {arrived == squares}; sorted, they are map's: {sorted(arrived) == squares}")
+    # Whether the workers happened to finish in input order changes from run to run.
+    print(f"   in input order this time: {lessonkit.varies(arrived == squares)}")
+    print(f"   sorted, they are map's results: {sorted(arrived) == squares}")
 
     print("4. close: a sentinel (None) to each worker, then join")
     pool.close()
@@ -71,23 +77,28 @@ def demo():
 
 # ANCHOR: errors
 def errors():
-    print("5. A task that raises: Pool(2).map(unlucky, range(1, 21))")
-    with Pool(2) as pool:
+    print(f"5. A task that raises: Pool({ERROR_WORKERS}).map(unlucky, {ERROR_ITEMS})")
+    with Pool(ERROR_WORKERS) as pool:
         try:
-            pool.map(unlucky, range(1, 21))
+            pool.map(unlucky, ERROR_ITEMS)
         except ValueError as e:
             print(f"   map raised the worker's exception: ValueError: {e}")
-        print(f"   the workers live on: map(unlucky, [1, 2, 3]) returned {pool.map(unlucky, [1, 2, 3])}")
+        print(f"   the workers live on: map(unlucky, {FIRST}) returned {pool.map(unlucky, FIRST)}")
 
     print("6. A worker killed with SIGKILL: ProcessPoolExecutor is broken")
     # A multiprocessing.Pool starts a new worker in its place, but the lost task never
     # comes back: pool.map(die, ...) would wait forever. The executor notices instead.
-    with ProcessPoolExecutor(2) as executor:
+    with ProcessPoolExecutor(ERROR_WORKERS) as executor:
         try:
             list(executor.map(die, [1]))
         except BrokenProcessPool as e:
             print(f"   map raised BrokenProcessPool: {e}")
 # ANCHOR_END: errors
+
+
+def demo():
+    basics()
+    errors()
 
 
 # ANCHOR: measure
@@ -110,10 +121,5 @@ def measure(args):
 # ANCHOR_END: measure
 
 
-if __name__ == "__main__":  # a "spawn" child imports this file: it must not run the demo
-    args = lessonkit.parse_args(ABOUT)
-    if args.measure:
-        measure(args)
-    else:
-        demo()
-        errors()
+if __name__ == "__main__":
+    lessonkit.run(ABOUT, demo, measure)

@@ -8,6 +8,7 @@
 //! on 1, 2 and 4 workers beside a plain loop.
 
 use std::hint::black_box;
+use std::ops::RangeInclusive;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use multiproc::pool::Pool;
 use multiproc::proc::{fork_child, join_all};
 use multiproc::wire::{recv, send};
 use nix::sys::signal::{Signal, kill};
-use plumbing::{Args, Bench, Case, Lesson, fault};
+use plumbing::{Args, Bench, Case, Lesson, fault, varies};
 
 const LESSON: Lesson = Lesson {
     name: "pool",
@@ -35,6 +36,11 @@ const WORKERS: usize = 4;
 const ITEMS: u64 = 1000;
 /// Section 3's chunksize.
 const CHUNK: usize = 10;
+/// Workers in sections 5 and 6.
+const SMALL_POOL: usize = 2;
+/// Section 5's items, and the one its task panics on.
+const UNLUCKY_ITEMS: RangeInclusive<u64> = 1..=20;
+const UNLUCKY: u64 = 13;
 
 fn main() -> anyhow::Result<()> {
     let args = LESSON.args();
@@ -43,10 +49,11 @@ fn main() -> anyhow::Result<()> {
     }
 
     // ANCHOR: map
-    println!("1. map: Pool({WORKERS}).map(square, [1, 2, 3, 4, 5])");
+    let first = [1, 2, 3, 4, 5];
+    println!("1. map: Pool({WORKERS}).map(square, {first:?})");
     let mut pool = Pool::with_initializer(Some(WORKERS), start_worker, square)?;
     println!("   forked {} workers, each with a socketpair to the parent", pool.processes());
-    let squares = pool.map(&[1, 2, 3, 4, 5], None)?;
+    let squares = pool.map(&first, None)?;
     println!("   map returned {squares:?}, in input order");
     // ANCHOR_END: map
 
@@ -64,7 +71,7 @@ fn main() -> anyhow::Result<()> {
     let mut did: Vec<u64> =
         pool.tasks_done().iter().zip(&before).map(|(after, before)| after - before).collect();
     did.sort_unstable();
-    println!("   the {WORKERS} workers did {{varies: {did:?}}} tasks each, fewest first");
+    println!("   the {WORKERS} workers did {} tasks each, fewest first", varies(format!("{did:?}")));
     println!("   {} tasks in all: every item went to exactly one worker", did.iter().sum::<u64>());
     let one_by_one = pool.map(&items, Some(1))?;
     println!("   chunksize 1: {ITEMS} messages each way, the same results: {}", one_by_one == squares);
@@ -74,7 +81,7 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR: unordered
     println!("3. imap_unordered(square, range({ITEMS}), chunksize={CHUNK}): results as they finish");
     let arrived = pool.imap_unordered(&items, CHUNK)?;
-    println!("   in input order this time: {{varies: {}}}", arrived == squares);
+    println!("   in input order this time: {}", varies(arrived == squares));
     let whole = arrived.chunks(CHUNK).all(|chunk| {
         let first = chunk[0].isqrt();
         first % CHUNK as u64 == 0 && chunk.iter().zip(first..).all(|(&r, x)| r == square(x))
@@ -93,24 +100,26 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR_END: close
 
     // ANCHOR: panic
-    println!("5. A task that panics: Pool(2).map(unlucky, 1..=20)");
-    let mut pool = Pool::new(Some(2), unlucky)?;
+    println!("5. A task that panics: Pool({SMALL_POOL}).map(unlucky, {UNLUCKY_ITEMS:?})");
+    let mut pool = Pool::new(Some(SMALL_POOL), unlucky)?;
     let pids = pool.pids();
-    let items: Vec<u64> = (1..=20).collect();
-    let error = pool.map(&items, None).err().context("unlucky(13) should have panicked")?;
+    let items: Vec<u64> = UNLUCKY_ITEMS.collect();
+    let error = pool.map(&items, None).err().with_context(|| format!("unlucky({UNLUCKY}) did not panic"))?;
     println!("   map returned an error: {error}");
-    let again = pool.map(&[1, 2, 3], None)?;
-    println!("   the workers caught the panic and live on: map(unlucky, [1, 2, 3]) returned {again:?}");
+    let lucky = [1, 2, 3];
+    let again = pool.map(&lucky, None)?;
+    println!("   the workers caught the panic and live on: map(unlucky, {lucky:?}) returned {again:?}");
     println!("   the same worker processes as before: {}", pool.pids() == pids);
     pool.close()?;
     // ANCHOR_END: panic
 
     // ANCHOR: broken
     println!("6. A worker killed with SIGKILL (the OOM killer does that): the pool is broken");
-    let mut pool = Pool::new(Some(2), square)?;
-    let victim = pool.pids()[1];
-    kill(victim, Signal::SIGKILL).context("kill worker 1")?;
-    println!("   killed worker 1, pid {victim}");
+    let mut pool = Pool::new(Some(SMALL_POOL), square)?;
+    let worker = 1;
+    let victim = pool.pids()[worker];
+    kill(victim, Signal::SIGKILL).with_context(|| format!("kill worker {worker}"))?;
+    println!("   killed worker {worker}, pid {victim}");
     let error = pool.map(&items, None).err().context("map on a pool with a dead worker succeeded")?;
     println!("   map returned an error, and did not hang: {error}");
     let error = pool.map(&[1], None).err().context("a broken pool ran a task")?;
@@ -133,8 +142,8 @@ fn square(x: u64) -> u64 {
 
 /// A task that panics on one item.
 fn unlucky(x: u64) -> u64 {
-    if x == 13 {
-        panic!("13 is unlucky");
+    if x == UNLUCKY {
+        panic!("{UNLUCKY} is unlucky");
     }
     x * x
 }
@@ -145,11 +154,13 @@ const SERIAL: &str = "serial loop, square (floor)";
 const SERIAL_CPU: &str = "serial loop, CPU-bound tasks";
 /// Workers for the per-task cases (Python's too).
 const MEASURE_WORKERS: usize = 2;
+/// Workers for the CPU-bound cases.
+const CPU_WORKERS: [usize; 3] = [1, 2, 4];
 
 // ANCHOR: measure
 fn measure(args: &Args) -> anyhow::Result<()> {
-    let mut bench =
-        Bench::new(&LESSON, args, "a Pool's cost per task, and CPU-bound tasks on 1, 2 and 4 workers");
+    let title = format!("a Pool's cost per task, and CPU-bound tasks on {CPU_WORKERS:?} workers");
+    let mut bench = Bench::new(&LESSON, args, &title);
 
     // Trivial tasks: what the pool itself costs per task.
     let n = args.pick(20_000u64, 200);
@@ -185,7 +196,7 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         ensure!(results == expected, "the loop went wrong");
         Ok(())
     })?;
-    for workers in [1, 2, 4] {
+    for workers in CPU_WORKERS {
         let mut pool = Pool::new(Some(workers), spin)?;
         let name = format!("pool.map CPU-bound, {workers} worker{}", if workers == 1 { "" } else { "s" });
         bench.run_timed(cpu(&name).vs(SERIAL_CPU), || {

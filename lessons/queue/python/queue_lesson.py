@@ -16,7 +16,7 @@ import pathlib
 import random
 import sys
 import time
-from multiprocessing import Array, Process, Queue, Value
+from multiprocessing import Process, Queue, Value
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "crates" / "plumbing" / "python"))
 import lessonkit  # noqa: E402
@@ -31,9 +31,12 @@ PRODUCERS = 3
 CONSUMERS = 2
 ITEMS = 1000
 MIB = 1 << 20
+JOIN_WAIT_MS = 300  # how long section 2 waits for the child before it looks
 MAXSIZE = 4
 BOUNDED_ITEMS = 20
+SETTLE_MS = 100  # how long section 3 gives the child to put more than MAXSIZE items
 WORKERS = 4
+SMALL = 64  # bytes in a small message, for --measure
 
 
 # ANCHOR: many
@@ -51,6 +54,7 @@ def consume(q, reports):
 
 def many():
     print(f"1. One queue, {PRODUCERS} producers and {CONSUMERS} consumers")
+    print(f"   each producer puts {ITEMS} items (its number and a sequence number)")
     q, reports = Queue(), Queue()
     producers = [Process(target=produce, args=(q, p)) for p in range(PRODUCERS)]
     consumers = [Process(target=consume, args=(q, reports)) for _ in range(CONSUMERS)]
@@ -63,7 +67,9 @@ def many():
     got = [reports.get() for _ in consumers]  # get before join
     for p in consumers:
         p.join()
-    print(f"   the consumers got {sorted(len(g) for g in got)} items, fewest first")
+    # How the items fell between the consumers changes from run to run; their sum does not.
+    print(f"   the consumers got {lessonkit.varies(sorted(len(g) for g in got))} items, fewest first")
+    print(f"   {sum(len(g) for g in got)} items in all")
     for producer in range(PRODUCERS):
         seqs = [seq for g in got for (p, seq) in g if p == producer]
         print(f"   producer {producer}: every item got exactly once: {sorted(seqs) == list(range(ITEMS))}")
@@ -82,12 +88,12 @@ def put_big(q):
 
 
 def join_before_get():
-    print("2. Join before get: a child puts 1 MiB, and the parent joins it before getting")
+    print(f"2. Join before get: a child puts {MIB >> 20} MiB, and the parent joins it before getting")
     q = Queue()
     child = Process(target=put_big, args=(q,))
     child.start()
-    child.join(timeout=0.3)  # a plain join() would wait forever
-    print(f"   after 300 ms, child.is_alive() is {child.is_alive()}: join would wait forever")
+    child.join(timeout=JOIN_WAIT_MS / 1000)  # a plain join() would wait forever
+    print(f"   after {JOIN_WAIT_MS} ms, child.is_alive() is {child.is_alive()}: join would wait forever")
     message = q.get()  # the fix: get first
     child.join()
     print(f"   the fix, get first: got {len(message)} bytes; then join: exitcode {child.exitcode}")
@@ -109,8 +115,8 @@ def bounded():
     child.start()
     while puts.value < MAXSIZE:
         time.sleep(0.001)
-    time.sleep(0.1)
-    print(f"   100 ms after {MAXSIZE} puts, the child has put {puts.value}; q.qsize() is {q.qsize()}")
+    time.sleep(SETTLE_MS / 1000)
+    print(f"   {SETTLE_MS} ms after {MAXSIZE} puts, the child has put {puts.value}; q.qsize() is {q.qsize()}")
     most_ahead = puts.value
     for got in range(1, BOUNDED_ITEMS + 1):
         q.get()
@@ -154,26 +160,27 @@ def queue_to_parent(count):
 def measure(args):
     bench = lessonkit.Bench("queue", args)
     n = lessonkit.pick(args, 20_000, 200)
-    bench.run("python Queue 64 B, 1 producer 1 consumer", lambda: one_one(n, 64), ops=n, baseline=SMALL_FLOOR)
+    bench.run(f"python Queue {SMALL} B, 1 producer 1 consumer", lambda: one_one(n, SMALL), ops=n, baseline=SMALL_FLOOR)
     count = lessonkit.pick(args, 64, 2)
     bench.run(
-        "python Queue 1 MiB, 1 producer 1 consumer",
+        f"python Queue {MIB >> 20} MiB, 1 producer 1 consumer",
         lambda: one_one(count, MIB),
         ops=count,
         nbytes=count * MIB,
         baseline=MIB_FLOOR,
     )
     per_worker = lessonkit.pick(args, 1_000_000, 10_000)
-    bench.run("python Queue, 4 workers", lambda: queue_to_parent(per_worker), ops=WORKERS * per_worker, baseline=FLOOR)
+    bench.run(f"python Queue, {WORKERS} workers", lambda: queue_to_parent(per_worker),
+              ops=WORKERS * per_worker, baseline=FLOOR)
     bench.finish()
 # ANCHOR_END: measure
 
 
-if __name__ == "__main__":  # a "spawn" child imports this file: it must not run the demo
-    args = lessonkit.parse_args(ABOUT)
-    if args.measure:
-        measure(args)
-    else:
-        many()
-        join_before_get()
-        bounded()
+def demo():
+    many()
+    join_before_get()
+    bounded()
+
+
+if __name__ == "__main__":
+    lessonkit.run(ABOUT, demo, measure)

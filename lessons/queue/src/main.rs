@@ -21,7 +21,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use plumbing::fault;
 use plumbing::random_job::{self, FLOOR, WORKERS, array_unlocked, numbers, private_vec};
-use plumbing::{Args, Bench, Case, Lesson};
+use plumbing::{Args, Bench, Case, Lesson, varies};
 
 const LESSON: Lesson = Lesson {
     name: "queue",
@@ -41,11 +41,16 @@ const CONSUMERS: usize = 2;
 const ITEMS: u32 = 1000;
 /// What tells a consumer to stop: an empty message (Python's `None`).
 const SENTINEL: &[u8] = b"";
-/// Section 2's message: more than a pipe holds.
 const MIB: usize = 1 << 20;
+/// Section 2's message: more than a pipe holds.
+const BIG_MESSAGE: usize = MIB;
+/// How long section 2 watches the child before it says that join would wait forever.
+const PATIENCE: Duration = Duration::from_millis(300);
 /// Section 3's queue size, and how many items its producer puts.
 const MAXSIZE: u32 = 4;
 const BOUNDED_ITEMS: u32 = 20;
+/// How long section 3 waits once the queue is full, to see whether the producer gets ahead.
+const PAUSE: Duration = Duration::from_millis(100);
 
 fn main() -> anyhow::Result<()> {
     let args = LESSON.args();
@@ -89,14 +94,17 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR_END: many
 
     // ANCHOR: deadlock
-    println!("2. Join before get: a child puts 1 MiB, and the parent joins it before getting");
+    println!(
+        "2. Join before get: a child puts {}, and the parent joins it before getting",
+        size(BIG_MESSAGE)
+    );
     let queue = Queue::new()?;
-    let child = fork_child(|| queue.put(&vec![1u8; MIB]))?;
-    // join() would wait forever here; wait 300 ms instead, and look.
-    if !still_running_after(child, 300)? {
-        bail!("the child exited with 1 MiB still in the pipe");
+    let child = fork_child(|| queue.put(&vec![1u8; BIG_MESSAGE]))?;
+    // join() would wait forever here; wait PATIENCE instead, and look.
+    if !still_running_after(child, PATIENCE)? {
+        bail!("the child exited: its message of {} fit in the pipe", size(BIG_MESSAGE));
     }
-    println!("   after 300 ms the child is still running: join would wait forever");
+    println!("   after {} ms the child is still running: join would wait forever", PATIENCE.as_millis());
     println!("   the child is blocked in put, writing into a full pipe that nobody reads");
     let message = queue.get()?.context("the queue ended before the message came")?;
     println!("   the fix, get first: got {} bytes", message.len());
@@ -115,10 +123,11 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     })?;
     wait_until(|| puts.load(Acquire) == MAXSIZE)?;
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(PAUSE);
     let done = puts.load(Acquire);
     ensure!(done == MAXSIZE, "a queue of maxsize {MAXSIZE} took {done} items");
-    println!("   the child put {done} items straight away; 100 ms later it has still put only {done}");
+    let pause = PAUSE.as_millis();
+    println!("   the child put {done} items straight away; {pause} ms later it has still put only {done}");
     println!("   qsize() is {}: put number {} waits for a free slot", queue.qsize().unwrap_or(0), done + 1);
     let mut most_ahead = i64::from(done); // before the parent's first get
     for got in 1..=BOUNDED_ITEMS {
@@ -191,7 +200,7 @@ fn check(reports: &[Vec<u8>]) -> anyhow::Result<()> {
     }
     counts.sort_unstable();
     let total: usize = counts.iter().sum();
-    println!("   the consumers got {{varies: {counts:?}}} items, fewest first");
+    println!("   the consumers got {} items, fewest first", varies(format!("{counts:?}")));
     println!("   {total} items in all");
     for (producer, times) in times_got.iter().enumerate() {
         let once = times.iter().all(|&t| t == 1);
@@ -208,11 +217,11 @@ fn check(reports: &[Vec<u8>]) -> anyhow::Result<()> {
 // ANCHOR_END: check
 
 // ANCHOR: still_running
-/// Whether `child` is still running after `ms` milliseconds: join with a timeout, looking
-/// every 10 ms (waitpid with WNOHANG returns at once if the child has not exited).
-fn still_running_after(child: Pid, ms: u64) -> anyhow::Result<bool> {
+/// Whether `child` is still running after `patience`: join with a timeout, looking every
+/// 10 ms (waitpid with WNOHANG returns at once if the child has not exited).
+fn still_running_after(child: Pid, patience: Duration) -> anyhow::Result<bool> {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_millis(ms) {
+    while start.elapsed() < patience {
         let status = waitpid(child, Some(WaitPidFlag::WNOHANG)).context("look at the child (waitpid)")?;
         if status != WaitStatus::StillAlive {
             return Ok(false);
@@ -222,6 +231,15 @@ fn still_running_after(child: Pid, ms: u64) -> anyhow::Result<bool> {
     Ok(true)
 }
 // ANCHOR_END: still_running
+
+/// `bytes` as the lesson prints a size: `1 MiB`, `64 KiB` or `1000 bytes`.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= MIB && b % MIB == 0 => format!("{} MiB", b / MIB),
+        b if b >= 1024 && b % 1024 == 0 => format!("{} KiB", b / 1024),
+        b => format!("{b} bytes"),
+    }
+}
 
 /// Wait, looking every millisecond, until `done()`; give up after 5 seconds.
 fn wait_until(done: impl Fn() -> bool) -> anyhow::Result<()> {
@@ -233,32 +251,35 @@ fn wait_until(done: impl Fn() -> bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The floors: the bare pipe underneath the queue, and (from the value-array lesson) the work
-/// alone in one process.
-const SMALL_FLOOR: &str = "pipe raw 64 B (floor)";
-const MIB_FLOOR: &str = "pipe raw 1 MiB (floor)";
 /// Bytes in a small item.
 const SMALL: usize = 64;
+/// Producers, and consumers, in the contended case.
+const PAIRS: usize = 2;
 
 // ANCHOR: measure
 fn measure(args: &Args) -> anyhow::Result<()> {
     let mut bench =
         Bench::new(&LESSON, args, "messages through a Queue, beside a bare pipe and shared memory");
 
-    // Small items: how many per second.
+    // Small items: how many per second. The floor: the bare pipe underneath the queue.
     let n = args.pick(200_000, 1_000);
     let small = |name: &str| Case::new(name).ops(n as u64);
-    bench.run_timed(small(SMALL_FLOOR), || pipe_raw(n, SMALL))?;
-    bench.run_timed(small("queue 64 B, 1 producer 1 consumer").vs(SMALL_FLOOR), || queue_1x1(n, SMALL))?;
-    bench.run_timed(small("queue 64 B, 2 producers 2 consumers").vs(SMALL_FLOOR), || queue_2x2(n, SMALL))?;
+    let small_floor = format!("pipe raw {SMALL} B (floor)");
+    bench.run_timed(small(&small_floor), || pipe_raw(n, SMALL))?;
+    let one = format!("queue {SMALL} B, 1 producer 1 consumer");
+    bench.run_timed(small(&one).vs(&small_floor), || queue_1x1(n, SMALL))?;
+    let pairs = format!("queue {SMALL} B, {PAIRS} producers {PAIRS} consumers");
+    bench.run_timed(small(&pairs).vs(&small_floor), || queue_pairs(n, SMALL))?;
 
     // 1 MiB items: how many MiB per second.
     let count = args.pick(256, 4);
     let big = |name: &str| Case::new(name).ops(count as u64).bytes((count * MIB) as u64);
-    bench.run_timed(big(MIB_FLOOR), || pipe_raw(count, MIB))?;
-    bench.run_timed(big("queue 1 MiB, 1 producer 1 consumer").vs(MIB_FLOOR), || queue_1x1(count, MIB))?;
+    let big_floor = format!("pipe raw {} (floor)", size(MIB));
+    bench.run_timed(big(&big_floor), || pipe_raw(count, MIB))?;
+    let one = format!("queue {}, 1 producer 1 consumer", size(MIB));
+    bench.run_timed(big(&one).vs(&big_floor), || queue_1x1(count, MIB))?;
 
-    // The value-array lesson's question: 4 workers return 4 million numbers to the parent.
+    // The value-array lesson's question: WORKERS workers return their numbers to the parent.
     let per_worker = args.pick(1_000_000, 10_000);
     let case = |name: &str| Case::new(name).ops((WORKERS * per_worker) as u64);
     // The same numbers, floor and lock=False case as value-array's: plumbing::random_job.
@@ -266,10 +287,11 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     let (_, expected) = private_vec(&mut mine, per_worker)?;
     let checked = |run| random_job::checked(run, expected);
     bench.run_timed(case(FLOOR), || checked(private_vec(&mut mine, per_worker)))?;
-    bench.run_timed(case("queue to the parent, 4 workers").vs(FLOOR), || {
+    bench.run_timed(case(&format!("queue to the parent, {WORKERS} workers")).vs(FLOOR), || {
         checked(queue_to_parent(per_worker))
     })?;
-    bench.run_timed(case("Array lock=False, 4 workers").vs(FLOOR), || checked(array_unlocked(per_worker)))?;
+    let unlocked = format!("Array lock=False, {WORKERS} workers");
+    bench.run_timed(case(&unlocked).vs(FLOOR), || checked(array_unlocked(per_worker)))?;
 
     bench.python()?;
     bench.finish();
@@ -320,23 +342,23 @@ fn queue_1x1(count: usize, size: usize) -> anyhow::Result<Duration> {
 }
 // ANCHOR_END: one_one
 
-/// Two producers and two consumers, which stop at a sentinel and add up what they got.
-fn queue_2x2(count: usize, size: usize) -> anyhow::Result<Duration> {
+/// PAIRS producers and PAIRS consumers, which stop at a sentinel and add up what they got.
+fn queue_pairs(count: usize, size: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let queue = Queue::new()?;
     let got = Shared::<AtomicU64>::new()?;
     let mut producers = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..PAIRS {
         producers.push(fork_child(|| -> anyhow::Result<()> {
             let message = vec![b'x'; size];
-            for _ in 0..count / 2 {
+            for _ in 0..count / PAIRS {
                 queue.put(&message)?;
             }
             Ok(())
         })?);
     }
     let mut consumers = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..PAIRS {
         consumers.push(fork_child(|| -> anyhow::Result<()> {
             let mut mine = 0;
             while queue.get()?.context("the queue ended early")? != SENTINEL {
@@ -347,12 +369,13 @@ fn queue_2x2(count: usize, size: usize) -> anyhow::Result<Duration> {
         })?);
     }
     join_all(&producers)?;
-    queue.put(SENTINEL)?;
-    queue.put(SENTINEL)?;
+    for _ in 0..PAIRS {
+        queue.put(SENTINEL)?;
+    }
     join_all(&consumers)?;
     let time = start.elapsed();
     let got = got.load(Acquire);
-    ensure!(got == (count / 2 * 2) as u64, "the consumers got {got} messages");
+    ensure!(got == (count / PAIRS * PAIRS) as u64, "the consumers got {got} messages");
     Ok(time)
 }
 

@@ -20,6 +20,8 @@ import lessonkit  # noqa: E402
 ABOUT = "Start child processes and wait for them: start(), join(), is_alive(), exitcode."
 # The Rust case that the Python cases are compared with in the merged table.
 FLOOR = "fork+_exit+waitpid (floor)"
+SLEEPERS = 2  # children in section 5, which sleep at the same time
+NAP_MS = 500  # how long each of them sleeps
 
 
 # ANCHOR: targets
@@ -41,7 +43,7 @@ def give_up():
 
 
 def nap():
-    time.sleep(0.5)
+    time.sleep(NAP_MS / 1000)
 # ANCHOR_END: targets
 
 
@@ -95,16 +97,16 @@ def demo():
     # ANCHOR_END: exit_codes
 
     # ANCHOR: two_sleepers
-    print("5. two children that each sleep 500 ms")
+    print(f"5. {SLEEPERS} children that each sleep {NAP_MS} ms")
     start = time.perf_counter()
-    sleepers = [mp.Process(target=nap) for _ in range(2)]
+    sleepers = [mp.Process(target=nap) for _ in range(SLEEPERS)]
     for p in sleepers:
         p.start()
     for p in sleepers:
         p.join()
     took = time.perf_counter() - start
-    print(f"   exitcodes {sleepers[0].exitcode} and {sleepers[1].exitcode}")
-    print(f"   both joined after {took:.3f} s")
+    print(f"   exitcodes {' and '.join(str(p.exitcode) for p in sleepers)}")
+    print(f"   all joined after {lessonkit.duration(took)}")  # about one nap: they slept at once
     # ANCHOR_END: two_sleepers
 
 
@@ -125,9 +127,5 @@ def measure(args):
 # ANCHOR_END: measure
 
 
-if __name__ == "__main__":  # a "spawn" child imports this file: it must not run the demo
-    args = lessonkit.parse_args(ABOUT)
-    if args.measure:
-        measure(args)
-    else:
-        demo()
+if __name__ == "__main__":
+    lessonkit.run(ABOUT, demo, measure)

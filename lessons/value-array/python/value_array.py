@@ -27,6 +27,7 @@ FLOOR = "private Vec, 1 process (floor)"
 WORKERS = 4
 ADDS = 10_000
 LEN = 40_000
+MAPPED = 8  # bytes in each of section 4's mappings
 
 
 def start_all(target, args_of):
@@ -96,14 +97,14 @@ def write_42(private, shared):
 
 def why_shared():
     print("4. Why MAP_SHARED: a child writes 42 into two mappings made before the fork")
-    private = mmap.mmap(-1, 8, flags=mmap.MAP_PRIVATE)
-    shared = mmap.mmap(-1, 8)  # an anonymous mmap is MAP_SHARED unless you ask otherwise
+    private = mmap.mmap(-1, MAPPED, flags=mmap.MAP_PRIVATE)
+    shared = mmap.mmap(-1, MAPPED)  # an anonymous mmap is MAP_SHARED unless you ask otherwise
     # The child must inherit both mappings by fork: an mmap object cannot be pickled.
     child = get_context("fork").Process(target=write_42, args=(private, shared))
     child.start()
     child.join()
-    print(f"   mmap(-1, 8, flags=MAP_PRIVATE): the parent reads {private[0]}")
-    print(f"   mmap(-1, 8) (MAP_SHARED): the parent reads {shared[0]}")
+    print(f"   mmap(-1, {MAPPED}, flags=MAP_PRIVATE): the parent reads {private[0]}")
+    print(f"   mmap(-1, {MAPPED}) (MAP_SHARED): the parent reads {shared[0]}")
 # ANCHOR_END: private
 
 
@@ -150,9 +151,9 @@ def measure(args):
     # numbers, and the table's time per element stays comparable.
     slow = lessonkit.pick(args, 250_000, 2_000)
     for name, count, one_run in [
-        ("python Queue, 4 workers", full, queue_case),
-        ("python Array lock=True, 4 workers", slow, lambda count: array_case(count, True)),
-        ("python Array lock=False, 4 workers", full, lambda count: array_case(count, False)),
+        (f"python Queue, {WORKERS} workers", full, queue_case),
+        (f"python Array lock=True, {WORKERS} workers", slow, lambda count: array_case(count, True)),
+        (f"python Array lock=False, {WORKERS} workers", full, lambda count: array_case(count, False)),
         ("python list, 1 process", full, serial_case),
     ]:
         bench.run(name, lambda: one_run(count), ops=WORKERS * count, baseline=FLOOR)
@@ -160,12 +161,12 @@ def measure(args):
 # ANCHOR_END: measure
 
 
-if __name__ == "__main__":  # a "spawn" child imports this file: it must not run the demo
-    args = lessonkit.parse_args(ABOUT)
-    if args.measure:
-        measure(args)
-    else:
-        shared_counter()
-        unlocked()
-        locked()
-        why_shared()
+def demo():
+    shared_counter()
+    unlocked()
+    locked()
+    why_shared()
+
+
+if __name__ == "__main__":
+    lessonkit.run(ABOUT, demo, measure)

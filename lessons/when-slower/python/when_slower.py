@@ -11,6 +11,7 @@ RawArray (shared memory), and with Pool.map_async, and checks that all agree.
 """
 
 import hashlib
+import math
 import pathlib
 import sys
 import time
@@ -28,10 +29,11 @@ SERIAL = "serial loop, 1 process (baseline)"
 ITEMS = 8
 WORKERS = 2
 FLOAT = 4  # bytes in a float32
+SHAPE = (3, 64, 64)  # an item in the demo: channels, height, width
 
 
 # ANCHOR: make
-def make(item, nbytes=3 * 64 * 64 * FLOAT):
+def make(item, nbytes=math.prod(SHAPE) * FLOAT):
     """One item: the bytes of an image of float32s. The work runs in C, as numpy's would."""
     return hashlib.shake_256(item.to_bytes(4, "little")).digest(nbytes)
 
@@ -110,8 +112,10 @@ def pool_map(workers, items, nbytes):
 
 
 def demo():
-    nbytes = 3 * 64 * 64 * FLOAT
-    print(f"1. The job: {ITEMS} items, each the bytes of a 3x64x64 float32 image ({nbytes // 1024} KiB), in this process")
+    nbytes = math.prod(SHAPE) * FLOAT
+    shape = "x".join(map(str, SHAPE))
+    print(f"1. The job: {ITEMS} items, each the bytes of a {shape} float32 image ({nbytes // 1024} KiB), "
+          "in this process")
     expected = checksum(serial(ITEMS, nbytes))
     print(f"   checksum {expected:#010x}")
     print(f"2. {WORKERS} worker processes put every image on a Queue")
@@ -133,14 +137,14 @@ def measure(args):
     moved = items * nbytes
     bench.run("python loop, 1 process", lambda: serial(items, nbytes), ops=items, baseline=SERIAL)
     bench.run(
-        "python Pool.map_async, big results, 2 workers",
+        f"python Pool.map_async, big results, {WORKERS} workers",
         lambda: pool_map(WORKERS, items, nbytes),
         ops=items,
         nbytes=moved,
         baseline=SERIAL,
     )
     bench.run(
-        "python chunks + Queue, big results, 2 workers",
+        f"python chunks + Queue, big results, {WORKERS} workers",
         lambda: chunks_queue(WORKERS, items, nbytes),
         ops=items,
         nbytes=moved,
@@ -153,13 +157,9 @@ def measure(args):
         chunks_shm(shared, WORKERS, items, nbytes)
         return time.perf_counter() - start
 
-    bench.run("python chunks + RawArray, 2 workers", shm_case, ops=items, baseline=SERIAL, timed=True)
+    bench.run(f"python chunks + RawArray, {WORKERS} workers", shm_case, ops=items, baseline=SERIAL, timed=True)
     bench.finish()
 
 
-if __name__ == "__main__":  # a "spawn" child imports this file: it must not run the demo
-    args = lessonkit.parse_args(ABOUT)
-    if args.measure:
-        measure(args)
-    else:
-        demo()
+if __name__ == "__main__":
+    lessonkit.run(ABOUT, demo, measure)

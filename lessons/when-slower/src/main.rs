@@ -31,9 +31,11 @@ const LESSON: Lesson = Lesson {
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/when_slower.py"),
 };
 
-/// The demo's job: items, and the f32 pixels in each item's image (3 x 64 x 64).
+/// The demo's job: items, and each item's image: CHANNELS x SIDE x SIDE f32 pixels.
 const ITEMS: usize = 8;
-const PIXELS: usize = 3 * 64 * 64;
+const CHANNELS: usize = 3;
+const SIDE: usize = 64;
+const PIXELS: usize = CHANNELS * SIDE * SIDE;
 /// Worker processes in sections 2 and 3, numbered from 0.
 const WORKERS: usize = 2;
 /// Steps of arithmetic per pixel: what makes a full-size item cost a few milliseconds.
@@ -47,7 +49,9 @@ fn main() -> anyhow::Result<()> {
 
     // ANCHOR: serial
     let kib = PIXELS * size_of::<f32>() / 1024;
-    println!("1. The job: {ITEMS} items, each an image of 3x64x64 f32 ({kib} KiB), made in this process");
+    println!(
+        "1. The job: {ITEMS} items, each an image of {CHANNELS}x{SIDE}x{SIDE} f32 ({kib} KiB), made in this process"
+    );
     let mut images = vec![0f32; ITEMS * PIXELS];
     for (item, image) in images.chunks_mut(PIXELS).enumerate() {
         make(item, image);
@@ -211,13 +215,19 @@ const TOUCH: &str = "model: map 1 MiB of shared memory in a new process";
 /// The baseline: the whole job in one process.
 const SERIAL: &str = "serial loop, 1 process (baseline)";
 const MIB: usize = 1 << 20;
+/// The side of a measured image (CHANNELS x side x side f32): 3 MiB, or 12 KiB with --quick.
+const FULL_SIDE: usize = 512;
+const QUICK_SIDE: usize = 32;
+/// Workers in the measured pool and shared-memory cases; the others have WORKERS.
+const MEASURED_WORKERS: &[usize] = &[2, 4];
 
 // ANCHOR: measure
 fn measure(args: &Args) -> anyhow::Result<()> {
     let mut bench =
         Bench::new(&LESSON, args, "a job of big items: one process, a pool, a Queue, shared memory");
     let items = args.pick(32, 4);
-    let pixels = args.pick(3 * 512 * 512, 3 * 32 * 32); // 3 MiB of f32, or 12 KiB
+    let side = args.pick(FULL_SIDE, QUICK_SIDE);
+    let pixels = CHANNELS * side * side;
     let bytes = (items * pixels * size_of::<f32>()) as u64;
 
     // The cost model's parameters, each alone.
@@ -244,17 +254,17 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.run_timed(Case::new(SERIAL).ops(items as u64), || {
         timed_checked(&mut images, pixels, expected, |images| serial(images, pixels))
     })?;
-    for workers in [2, 4] {
+    for &workers in MEASURED_WORKERS {
         let case = job(&format!("Pool map, big results, {workers} workers")).bytes(bytes);
         bench.run_timed(case, || {
             timed_checked(&mut images, pixels, expected, |images| pool_map(workers, pixels, images))
         })?;
     }
-    let case = job("chunks + Queue, big results, 2 workers").bytes(bytes);
+    let case = job(&format!("chunks + Queue, big results, {WORKERS} workers")).bytes(bytes);
     bench.run_timed(case, || {
-        timed_checked(&mut images, pixels, expected, |images| chunks_queue(2, pixels, images))
+        timed_checked(&mut images, pixels, expected, |images| chunks_queue(WORKERS, pixels, images))
     })?;
-    for workers in [2, 4] {
+    for &workers in MEASURED_WORKERS {
         let mut shared = Array::<f32>::new(items * pixels)?;
         bench.run_timed(job(&format!("chunks + shared memory, {workers} workers")), || {
             shared.lock().fill(0.0);
@@ -265,9 +275,9 @@ fn measure(args: &Args) -> anyhow::Result<()> {
             Ok(time)
         })?;
     }
-    bench.run_timed(job("chunks + Queue, checksums only, 2 workers"), || {
+    bench.run_timed(job(&format!("chunks + Queue, checksums only, {WORKERS} workers")), || {
         let start = Instant::now();
-        let sum = chunks_checksums(2, items, pixels)?;
+        let sum = chunks_checksums(WORKERS, items, pixels)?;
         let time = start.elapsed();
         ensure!(sum == expected, "the checksums differ");
         Ok(time)

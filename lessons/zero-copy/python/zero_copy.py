@@ -25,6 +25,7 @@ ABOUT = "Typed views over shared memory: numpy.frombuffer, or memoryview.cast, o
 WORKERS = 4
 COLS = 10
 LENS = [3, 5, 2, 4]  # values per worker in sections 2 and 3
+ROW, COL = 2, 7  # the element section 1 reads both ways
 
 fork = mp.get_context("fork")  # the children inherit the shared memory made before start()
 
@@ -52,7 +53,8 @@ def grid_demo():
     grid = memoryview(arr.get_obj()).cast("B").cast("d", (WORKERS, COLS))
     for worker, row in enumerate(grid.tolist()):
         print(f"   worker {worker} wrote row {worker}: {show(row)}")
-    print(f"   grid[2, 7] = {grid[2, 7]:.0f}; the same bytes seen flat: a[27] = {arr[27]:.0f}")
+    flat = ROW * COLS + COL  # row-major: a row is COLS values
+    print(f"   grid[{ROW}, {COL}] = {grid[ROW, COL]:.0f}; the same bytes seen flat: a[{flat}] = {arr[flat]:.0f}")
 # ANCHOR_END: grid
 
 
@@ -230,15 +232,11 @@ def measure(args):
     bench.finish()
 
 
-def main():
-    args = lessonkit.parse_args(ABOUT)
-    if args.measure:
-        measure(args)
-        return
+def demo():
     grid_demo()
     region, blocks = layout_demo()
     offsets_demo(region, blocks)
 
 
 if __name__ == "__main__":
-    main()
+    lessonkit.run(ABOUT, demo, measure)
