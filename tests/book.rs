@@ -15,6 +15,7 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = vec![
         Trial::test("summary-lists-every-lesson", summary_lists_every_lesson),
+        Trial::test("summary-titles-are-chapter-headings", summary_titles_are_chapter_headings),
         Trial::test("readme-lists-every-lesson", readme_lists_every_lesson),
         Trial::test("includes-resolve", includes_resolve),
         Trial::test("code-is-included-not-pasted", code_is_included_not_pasted),
@@ -118,6 +119,22 @@ fn summary_lists_every_lesson() -> Result<(), Failed> {
         },
         "lessons without a chapter book/src/<name>.md listed in SUMMARY.md",
     )
+}
+
+fn summary_titles_are_chapter_headings() -> Result<(), Failed> {
+    // The sidebar says what the page says: each entry's title is its chapter's first heading.
+    let summary = fs::read_to_string(book_src().join("SUMMARY.md"))?;
+    let entry = Regex::new(r"\[([^\]]+)\]\(([^)]+\.md)\)").unwrap();
+    let mut problems = Vec::new();
+    for c in entry.captures_iter(&summary) {
+        let (title, file) = (&c[1], &c[2]);
+        let chapter = fs::read_to_string(book_src().join(file))?;
+        let heading = chapter.lines().next().unwrap_or("");
+        if heading != format!("# {title}") {
+            problems.push(format!("SUMMARY.md says {title:?}, {file} begins {heading:?}"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
 }
 
 fn readme_lists_every_lesson() -> Result<(), Failed> {

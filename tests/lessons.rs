@@ -1,15 +1,20 @@
 //! Every lesson, found at run time, checked the same way (adding a lesson edits no test):
 //!
-//! - `output`: the default run exits 0, leaves nothing behind, and its stdout, with pids
-//!   and measured durations redacted, matches `lessons/<name>/output.snap` (insta), the file
-//!   the lesson's chapter includes;
-//! - `ctrl-c`: SIGINT to the whole process group mid-run (a reader's Ctrl-C) leaves nothing;
+//! - `output`: the default run exits 0, leaves nothing behind, and its stdout, with pids,
+//!   measured durations and what the lesson marks as varying redacted (supervisor's
+//!   REDACTIONS), matches `lessons/<name>/output.snap` (insta), the file the lesson's chapter
+//!   includes;
+//! - `python-output`: the same for the Python twin's demo, `lessons/<name>/python/output.snap`
+//!   (ignored where there is no python3);
+//! - `ctrl-c`: SIGINT to the whole process group mid-run (at a section's heading, and once
+//!   the lesson has a child) ends it by the signal, and leaves nothing;
 //! - `options`: `--help` works; a bad option is one line on stderr and exit status 2;
 //! - `measure`: `--measure --quick --json` prints valid records, one per line, whose cases
 //!   are the ones in the book's measured table, and leaves nothing behind;
-//! - `fault-panic`, `fault-kill`, for lessons whose workers call `kit::fault::inject`: when
-//!   worker 1 panics or is killed mid-run, the parent says which child failed and how, exits
-//!   non-zero, never hangs, and leaves nothing behind.
+//! - `fault-panic`, `fault-kill`, for lessons whose workers call `plumbing::fault::inject`:
+//!   when worker 1 panics or is killed mid-run, the parent says which child failed and how,
+//!   each in one line (no backtrace, even with RUST_BACKTRACE=1), exits non-zero, never
+//!   hangs, and leaves nothing behind.
 //!
 //! Review a changed snapshot with `cargo insta review` (or read the `.snap.new` beside it)
 //! before accepting it; `INSTA_UPDATE=always cargo test --test lessons` rewrites them all.

@@ -1,6 +1,8 @@
 //! Python's `multiprocessing.Pool`: worker processes started once, fed tasks in chunks, whose
 //! results come back in input order (`map`) or as they finish (`imap_unordered`). The pool
-//! lesson builds it and its chapter includes this file; the when-slower lesson uses it.
+//! lesson builds it and its chapter includes this file. (The when-slower lesson measures big
+//! results with a pool of its own, built on `Queue`: JSON, like pickle, would cost more than
+//! the copy it measures.)
 //!
 //! Each worker has its own socketpair, one end in the parent and one in the worker: chunks of
 //! tasks go down it and chunks of results come back up it, each a message framed by

@@ -96,7 +96,9 @@ pub fn fork_child<R: ChildExit>(work: impl FnOnce() -> R) -> anyhow::Result<Pid>
     let parent = getpid();
     // SAFETY: may_fork found this thread alone in its process, so the child's copy of memory
     // is consistent (no other thread was half-way through changing it, holding a lock the
-    // child could never get), and in the child only code this thread runs exists.
+    // child could never get), and in the child only code this thread runs exists. It also
+    // found no guard or part of shared memory alive here, so the child copies no plain
+    // reference that another process may write through (see crate::shm).
     match unsafe { fork() }.context("fork a child")? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {

@@ -245,8 +245,9 @@ impl<T: Plain> Value<T> {
     pub fn lock(&self) -> Guard<'_, T> {
         let lock = lock_of(&self.region).lock();
         // SAFETY: in bounds and aligned (DATA suits any Plain T; the region is page-aligned),
-        // and any bytes are a valid T (Plain). Exclusive while the guard lives: the value is
-        // reached only through a guard, which holds the lock, in every process.
+        // and any bytes are a valid T (Plain). Exclusive while the guard lives: in every
+        // process the value is reached only through a guard, which holds the lock, and no
+        // guard is ever copied into another process (fork_child refuses while one lives).
         let value = unsafe { &mut *self.region.at(DATA).cast::<T>() };
         Guard { _lock: lock, value, _held: held::Held::new() }
     }

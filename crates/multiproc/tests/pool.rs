@@ -1,4 +1,4 @@
-//! kit::pool with real worker processes. The pool forks, so these tests run one at a time on
+//! multiproc::pool with real worker processes. The pool forks, so these tests run one at a time on
 //! the main thread of this test binary (`harness = false`, one test thread), never in
 //! libtest's threads; `fork_child` would refuse them there. Each test ends by checking that
 //! no child process of this one is left, reaped or not.
