@@ -66,15 +66,68 @@ fn main() {
     for (name, script, leak) in SELF_TESTS {
         trials.push(Trial::test(format!("hygiene-check-catches::{name}"), move || catches(script, leak)));
     }
+    for private_mounts in [true, false] {
+        let mode = if private_mounts { "private-mounts" } else { "no-namespace" };
+        trials.push(Trial::test(format!("hygiene-check-catches::shm-segment-{mode}"), move || {
+            catches_shm(private_mounts)
+        }));
+        trials.push(Trial::test(format!("hygiene-check-spares-other-programs::{mode}"), move || {
+            spares_bystanders(private_mounts)
+        }));
+    }
     libtest_mimic::run(&args, trials).exit();
 }
 
 /// The hygiene check itself, tested: each script leaves one thing behind, and it must be found.
-const SELF_TESTS: [(&str, &str, &str); 3] = [
+const SELF_TESTS: [(&str, &str, &str); 2] = [
     ("orphan", "sleep 30 & exit 0", "left a process running"),
     ("temp-file", "touch \"$TMPDIR/forgotten\"", "forgotten"),
-    ("shm-segment", "touch /dev/shm/forklore-selftest-$$", "/dev/shm/forklore-selftest-"),
 ];
+
+/// A segment left in /dev/shm is found, with or without a private /dev/shm. (Without one,
+/// the file is really in /dev/shm: this test made it, so this test deletes it.)
+fn catches_shm(private_mounts: bool) -> Result<(), Failed> {
+    let name = format!("forklore-selftest-{}-{private_mounts}", std::process::id());
+    let script = format!("touch /dev/shm/{name}");
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let sh = Path::new("/bin/sh");
+    let result = Run::new(sh, scratch).args(&["-c", &script]).private_mounts(private_mounts).go();
+    let _ = std::fs::remove_file(Path::new("/dev/shm").join(&name));
+    check(result.leftovers.iter().any(|l| l.contains(&format!("/dev/shm/{name}"))), || {
+        format!("the hygiene check missed /dev/shm/{name}: {}", result.describe())
+    })
+}
+
+/// Another program's segment, made in /dev/shm while a run lasts, is never deleted: with a
+/// private /dev/shm the run cannot see it at all; without one, it is reported as possibly
+/// the run's, and left where it is.
+fn spares_bystanders(private_mounts: bool) -> Result<(), Failed> {
+    let bystander =
+        Path::new("/dev/shm").join(format!("forklore-bystander-{}-{private_mounts}", std::process::id()));
+    let maker = {
+        let bystander = bystander.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::fs::write(&bystander, b"another program's")
+        })
+    };
+    let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let sh = Path::new("/bin/sh");
+    let result = Run::new(sh, scratch).args(&["-c", "sleep 0.4"]).private_mounts(private_mounts).go();
+    maker.join().expect("the bystander")?;
+    let spared = bystander.exists();
+    let _ = std::fs::remove_file(&bystander); // ours: this test made it
+    let reported = result.leftovers.iter().any(|l| l.contains("forklore-bystander-"));
+    check(spared && reported != private_mounts, || {
+        format!(
+            "the bystander {} was {}, and {}reported: {}",
+            bystander.display(),
+            if spared { "spared" } else { "DELETED" },
+            if reported { "" } else { "not " },
+            result.describe()
+        )
+    })
+}
 
 fn catches(script: &str, leak: &str) -> Result<(), Failed> {
     let result = run(Path::new("/bin/sh"), &["-c", script], &[], Ending::Natural);

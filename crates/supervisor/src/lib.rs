@@ -98,6 +98,7 @@ pub struct Run<'a> {
     env: Vec<(&'a str, &'a str)>,
     ending: Ending,
     scratch: &'a Path,
+    private_mounts: bool,
 }
 
 /// What a run gave.
@@ -132,7 +133,14 @@ impl<'a> Run<'a> {
     /// Run `program`; `scratch` is a folder of the caller's where each run gets its own
     /// `tmp` and `shm` folders (deleted after the run).
     pub fn new(program: &'a Path, scratch: &'a Path) -> Run<'a> {
-        Run { program, args: Vec::new(), env: Vec::new(), ending: Ending::Natural, scratch }
+        Run {
+            program,
+            args: Vec::new(),
+            env: Vec::new(),
+            ending: Ending::Natural,
+            scratch,
+            private_mounts: true,
+        }
     }
 
     pub fn args(mut self, args: &[&'a str]) -> Self {
@@ -147,6 +155,13 @@ impl<'a> Run<'a> {
 
     pub fn ending(mut self, ending: Ending) -> Self {
         self.ending = ending;
+        self
+    }
+
+    /// Whether to try a private `/tmp` and `/dev/shm` (the default). Without them, the run
+    /// is checked as on a system that permits no mount namespace: for testing that path.
+    pub fn private_mounts(mut self, try_them: bool) -> Self {
+        self.private_mounts = try_them;
         self
     }
 
@@ -213,7 +228,7 @@ impl<'a> Run<'a> {
     /// Start the run in a private mount namespace if this system permits one; else plainly.
     fn spawn(&self, dirs: &RunDirs) -> (std::process::Child, bool) {
         static ISOLATION: OnceLock<bool> = OnceLock::new();
-        if *ISOLATION.get().unwrap_or(&true) {
+        if self.private_mounts && *ISOLATION.get().unwrap_or(&true) {
             match self.command(dirs, true).spawn() {
                 Ok(child) => {
                     ISOLATION.get_or_init(|| true);
