@@ -26,7 +26,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use plumbing::measure::{Record, parse_records};
 use supervisor::{Ending, Outcome, Run};
 
-/// A supervised run of `program`, with its own /tmp and /dev/shm under the test target dir.
+/// A supervised run of `program`, with its own TMPDIR and /dev/shm under the test target dir.
 fn run(program: &Path, args: &[&str], env: &[(&str, &str)], ending: Ending) -> Outcome {
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
     env.iter().fold(Run::new(program, scratch).args(args), |run, &(k, v)| run.env(k, v)).ending(ending).go()

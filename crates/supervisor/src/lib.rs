@@ -6,12 +6,12 @@
 //!   alive or a zombie, is re-parented to it when the run's own process exits, and is seen.
 //!   Every child it starts (a run, a `cargo build`) starts and ends under one lock, so what
 //!   is its child after a run is that run's leftover, and only that is killed.
-//! - Each run gets a `/tmp` and a `/dev/shm` of its own: fresh folders, mounted over those
-//!   paths in a private mount namespace, where the system permits one (root, or a user
-//!   namespace). A file found in them afterwards is certainly the run's, and is deleted with
-//!   them. Where no private namespace is permitted, `TMPDIR` still points to a fresh folder,
-//!   and what appears in the real `/dev/shm` meanwhile is reported, never deleted: it may be
-//!   another program's.
+//! - Each run gets a `TMPDIR` and a `/dev/shm` of its own: fresh folders, the second mounted
+//!   over `/dev/shm` in a private mount namespace, where the system permits one (root, or a
+//!   user namespace). A file found in them afterwards is certainly the run's, and is deleted
+//!   with them. Where no private namespace is permitted, what appears in the real `/dev/shm`
+//!   meanwhile is reported, never deleted: it may be another program's. (`/tmp` itself is
+//!   not covered over: the program, or the checkout it was built in, may live there.)
 //! - The run is its own process group, so a Ctrl-C can be sent to all of it, as a terminal
 //!   does, and a timeout kills all of it.
 //! - [`REDACTIONS`] say what varies from run to run (pids, measured times, and what a lesson
@@ -158,7 +158,7 @@ impl<'a> Run<'a> {
         self
     }
 
-    /// Whether to try a private `/tmp` and `/dev/shm` (the default). Without them, the run
+    /// Whether to try a private `/dev/shm` (the default). Without them, the run
     /// is checked as on a system that permits no mount namespace: for testing that path.
     pub fn private_mounts(mut self, try_them: bool) -> Self {
         self.private_mounts = try_them;
@@ -255,7 +255,7 @@ impl<'a> Run<'a> {
         let mut command = Command::new(self.program);
         command
             .args(&self.args)
-            .env("TMPDIR", if isolated { Path::new("/tmp") } else { dirs.tmp.as_path() })
+            .env("TMPDIR", &dirs.tmp)
             .envs(self.env.iter().copied())
             .env_remove("CARGO_TERM_COLOR")
             .stdin(Stdio::null())
@@ -318,7 +318,7 @@ impl RunDirs {
     /// What to mount over what in the run's namespace, as C strings made before the fork.
     fn binds(&self) -> Vec<(CString, CString)> {
         let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("a path without NUL");
-        let mut binds = vec![(c(&self.tmp), c(Path::new("/tmp")))];
+        let mut binds = Vec::new();
         if Path::new("/dev/shm").is_dir() {
             binds.push((c(&self.shm), c(Path::new("/dev/shm"))));
         }
@@ -333,7 +333,7 @@ impl RunDirs {
                 found.push(format!("left {shown_as}/{}", entry.file_name().to_string_lossy()));
             }
         };
-        look(&self.tmp, if isolated { "/tmp" } else { "$TMPDIR" });
+        look(&self.tmp, "$TMPDIR");
         if isolated {
             look(&self.shm, "/dev/shm");
         }

@@ -61,10 +61,8 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR_END: serial
 
     // ANCHOR: queue
-    println!(
-        "2. {WORKERS} worker processes make {} items each and put every image on a Queue",
-        ITEMS / WORKERS
-    );
+    let mine = share(0, WORKERS, ITEMS).len(); // worker 0's share: as many as any worker's
+    println!("2. {WORKERS} worker processes make up to {mine} items each and put every image on a Queue");
     let mut results = Queue::new()?; // made before the fork: every worker inherits its pipe
     let mut workers = Vec::new();
     for worker in 0..WORKERS {
