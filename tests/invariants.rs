@@ -163,5 +163,5 @@ fn pool() {
         "{out}"
     );
     // The worker reported dead is the one the parent killed.
-    assert_eq!(pids(&out, r"killed worker 1, pid (\d+)"), pids(&out, r"child 1 of 2 \(pid (\d+)\)"), "{out}");
+    assert_eq!(pids(&out, r"killed worker 1, pid (\d+)"), pids(&out, r"worker 1 \(pid (\d+)\)"), "{out}");
 }

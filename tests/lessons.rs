@@ -238,7 +238,7 @@ fn fault_run(lesson: &str, fault: &str, shows: &str) -> Result<(), Failed> {
     let panic_line = result.stderr.lines().any(|l| l.starts_with("child pid ") && l.contains(" panicked: "));
     check(
         result.status.code().is_some_and(|c| c != 0)
-            && result.stderr.contains("child 1 ")
+            && result.stderr.contains(" 1 (pid ")
             && result.stderr.contains(shows)
             && (fault != "panic" || panic_line)
             && !result.stderr.contains("thread '")

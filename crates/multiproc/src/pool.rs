@@ -25,12 +25,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::proc::{ExitCode, fork_child, join, stop};
+use crate::proc::{ExitCode, fork_named, join, stop, try_join};
 use crate::wire::{recv, send};
 
 // ANCHOR: pool
@@ -91,7 +90,8 @@ impl<T: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Pool<T, R
         };
         for number in 0..processes {
             let (parent_end, worker_end) = UnixStream::pair().context("create a socketpair for a worker")?;
-            let pid = fork_child(move || work(number, worker_end, initializer, task))?;
+            let name = format!("worker {number}");
+            let pid = fork_named(&name, move || work(number, worker_end, initializer, task))?;
             // The closure, and with it the parent's copy of `worker_end`, is gone now: only the
             // worker holds its end, so the parent reads EOF when the worker dies.
             pool.workers.push(Worker { pid, socket: parent_end });
@@ -273,8 +273,7 @@ fn broken(workers: &[Worker], failure: Failure) -> String {
             running.retain(|&p| p != pid);
             let code = join(pid).map_or_else(|e| format!("unknown ({e})"), |code| code.to_string());
             format!(
-                "a worker process died: pool is broken: child {i} of {} (pid {pid}) failed with exitcode {code}",
-                workers.len()
+                "a worker process died: pool is broken: worker {i} (pid {pid}) failed with exitcode {code}"
             )
         }
         Failure::Other(error) => format!("pool is broken: {error:#}"),
@@ -355,9 +354,9 @@ impl<T, R> Pool<T, R> {
         let deadline = Instant::now() + GRACE;
         while codes.contains(&None) && Instant::now() < deadline {
             for (code, worker) in codes.iter_mut().zip(&workers).filter(|(code, _)| code.is_none()) {
-                match waitpid(worker.pid, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) => {}
-                    Ok(status) => *code = Some(ExitCode::of(status)),
+                match try_join(worker.pid) {
+                    Ok(None) => {}
+                    Ok(Some(ended)) => *code = Some(ended),
                     Err(_) => *code = Some(ExitCode(-1)), // not our child any more
                 }
             }
@@ -370,9 +369,9 @@ impl<T, R> Pool<T, R> {
             let (n, pid) = (workers.len(), worker.pid);
             match code {
                 Some(ExitCode(0)) => {}
-                Some(code) => bail!("child {i} of {n} (pid {pid}) ended with exitcode {code} at shutdown"),
+                Some(code) => bail!("worker {i} of {n} (pid {pid}) ended with exitcode {code} at shutdown"),
                 None => {
-                    bail!("child {i} of {n} (pid {pid}) was still busy {GRACE:?} after its sentinel: killed")
+                    bail!("worker {i} of {n} (pid {pid}) was still busy {GRACE:?} after its sentinel: killed")
                 }
             }
         }

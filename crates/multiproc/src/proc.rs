@@ -5,16 +5,17 @@
 
 use std::fmt;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::panic::AssertUnwindSafe;
 use std::process::Command;
 
 use anyhow::Context;
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::prctl;
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid, getppid};
 
 // ANCHOR: exitcode
@@ -73,7 +74,7 @@ impl ChildExit for anyhow::Result<()> {
         match self {
             Ok(()) => 0,
             Err(error) => {
-                eprintln!("child pid {}: {error:#}", getpid());
+                say(&format!("child pid {}: {error:#}", getpid()));
                 1
             }
         }
@@ -90,6 +91,12 @@ impl ChildExit for anyhow::Result<()> {
 /// [`may_fork`]): while this process has other threads, or holds a guard or a part of
 /// shared memory.
 pub fn fork_child<R: ChildExit>(work: impl FnOnce() -> R) -> anyhow::Result<Pid> {
+    fork_named("child", work)
+}
+
+/// [`fork_child`], with a name for the child (Python's `Process(name=...)`): what goes wrong
+/// with it is reported under that name.
+pub fn fork_named<R: ChildExit>(name: &str, work: impl FnOnce() -> R) -> anyhow::Result<Pid> {
     may_fork()?;
     // Output still in the buffer would be copied into the child and printed twice.
     std::io::stdout().flush().context("flush stdout before fork")?;
@@ -99,16 +106,22 @@ pub fn fork_child<R: ChildExit>(work: impl FnOnce() -> R) -> anyhow::Result<Pid>
     // child could never get), and in the child only code this thread runs exists. It also
     // found no guard or part of shared memory alive here, so the child copies no plain
     // reference that another process may write through (see crate::shm).
-    match unsafe { fork() }.context("fork a child")? {
-        ForkResult::Parent { child } => Ok(child),
+    match unsafe { fork() }.with_context(|| format!("fork the {name}"))? {
+        ForkResult::Parent { child } => {
+            watched::add(child, name)?; // see `wait_ready`: its death ends this process's waits
+            Ok(child)
+        }
         ForkResult::Child => {
             // If the parent dies, the kernel kills this child too: no orphans. The parent
             // may already have died before this line; then its pid is gone from getppid.
             if prctl::set_pdeathsig(Signal::SIGKILL).is_err() || getppid() != parent {
                 exit_now(1);
             }
+            watched::forget_all(); // the parent's other children are not this process's
             // A panic prints one line, as Python prints a target's exception (no backtrace).
-            std::panic::set_hook(Box::new(|panic| eprintln!("child pid {} {}", getpid(), one_line(panic))));
+            std::panic::set_hook(Box::new(|panic| {
+                say(&format!("child pid {} {}", getpid(), one_line(panic)))
+            }));
             // A panic must not unwind out of here: the parent's code is in this copy too.
             let code = std::panic::catch_unwind(AssertUnwindSafe(|| work().exit_code())).unwrap_or(101);
             let _ = std::io::stdout().flush();
@@ -120,8 +133,7 @@ pub fn fork_child<R: ChildExit>(work: impl FnOnce() -> R) -> anyhow::Result<Pid>
 
 /// Wait for a child to end and return its exit code: Python's `join()` then `exitcode`.
 pub fn join(child: Pid) -> anyhow::Result<ExitCode> {
-    let status = waitpid(child, None).with_context(|| format!("wait for child {child}"))?;
-    Ok(ExitCode::of(status))
+    watched::reap(child, true)?.with_context(|| format!("child {child} had not ended"))
 }
 // ANCHOR_END: fork_child
 
@@ -173,6 +185,15 @@ fn one_line(panic: &std::panic::PanicHookInfo) -> String {
     }
 }
 
+/// Write `line` to stderr in one `write`: lines from several processes never run into each
+/// other (a write of up to 4 KiB to a pipe lands whole).
+pub fn say(line: &str) {
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
 // ANCHOR: fork_child_closing
 /// [`fork_child`], and in the child, first close `ends`: this process's ends of channels
 /// (pipes, sockets) that the child must not hold. A reader sees EOF only once every copy of
@@ -186,11 +207,20 @@ pub fn fork_child_closing<'a, E: AsFd + 'a, R: ChildExit>(
     ends: impl IntoIterator<Item = &'a mut E>,
     work: impl FnOnce() -> R,
 ) -> anyhow::Result<Pid> {
+    fork_named_closing("child", ends, work)
+}
+
+/// [`fork_child_closing`], with a name for the child, as [`fork_named`].
+pub fn fork_named_closing<'a, E: AsFd + 'a, R: ChildExit>(
+    name: &str,
+    ends: impl IntoIterator<Item = &'a mut E>,
+    work: impl FnOnce() -> R,
+) -> anyhow::Result<Pid> {
     let fds: Vec<RawFd> = ends.into_iter().map(|end| end.as_fd().as_raw_fd()).collect();
-    fork_child(move || {
+    fork_named(name, move || {
         for fd in fds {
             if let Err(e) = nix::unistd::close(fd) {
-                eprintln!("child pid {}: close the child's copy of the parent's end {fd}: {e}", getpid());
+                say(&format!("child pid {}: close the child's copy of the parent's end {fd}: {e}", getpid()));
                 return 1;
             }
         }
@@ -206,35 +236,87 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+// ANCHOR: children
+/// Children of one kind, forked and joined together: `Children::new("worker")`, then
+/// `fork` for each (they are "worker 0", "worker 1", ...), then `join_all`. If the set is
+/// dropped first (an error returned early, a panic), the children still running are killed
+/// and reaped: none is left behind.
+pub struct Children {
+    name: String,
+    pids: Vec<Pid>,
+}
+
+impl Children {
+    pub fn new(name: &str) -> Children {
+        Children { name: name.to_string(), pids: Vec::new() }
+    }
+
+    /// Fork the next one of them, running `work` (see [`fork_child`]).
+    pub fn fork<R: ChildExit>(&mut self, work: impl FnOnce() -> R) -> anyhow::Result<Pid> {
+        let pid = fork_named(&format!("{} {}", self.name, self.pids.len()), work)?;
+        self.pids.push(pid);
+        Ok(pid)
+    }
+
+    /// Fork the next one, closing `ends` in it first (see [`fork_child_closing`]).
+    pub fn fork_closing<'a, E: AsFd + 'a, R: ChildExit>(
+        &mut self,
+        ends: impl IntoIterator<Item = &'a mut E>,
+        work: impl FnOnce() -> R,
+    ) -> anyhow::Result<Pid> {
+        let pid = fork_named_closing(&format!("{} {}", self.name, self.pids.len()), ends, work)?;
+        self.pids.push(pid);
+        Ok(pid)
+    }
+
+    /// Their pids, in the order they were forked.
+    pub fn pids(&self) -> &[Pid] {
+        &self.pids
+    }
+
+    /// Wait for all of them; if one fails, stop the others ([`join_all`]).
+    pub fn join_all(mut self) -> anyhow::Result<()> {
+        join_all(&std::mem::take(&mut self.pids))
+    }
+
+    /// Wait for each, in order, and return their exit codes, whatever they are.
+    pub fn join_each(mut self) -> anyhow::Result<Vec<ExitCode>> {
+        std::mem::take(&mut self.pids).into_iter().map(join).collect()
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        stop(&self.pids);
+    }
+}
+// ANCHOR_END: children
+
 // ANCHOR: join_all
 /// Wait for every one of `children`. If one fails, the others may wait forever for what it
 /// will never do (let go of a lock, send a message): kill them, reap them, and return an
 /// error that says which child failed and how. Never a hang, never a process left behind:
 /// when it returns, every one of `children` has ended and been reaped.
 ///
-/// It reaps any child that ends (`waitpid(-1)`), so start no others before calling it.
+/// It waits on each child's pidfd (see [`wait_ready`]), so it reaps only `children`, never
+/// another child of this process.
 pub fn join_all(children: &[Pid]) -> anyhow::Result<()> {
+    let names: Vec<String> = children.iter().map(|&pid| watched::name_of(pid)).collect();
     let mut running = children.to_vec();
     while !running.is_empty() {
-        let status = match waitpid(Pid::from_raw(-1), None) {
-            Ok(status) => status,
-            Err(Errno::EINTR) => continue,
+        let (pid, code) = match watched::reap_any(&running) {
+            Ok(ended) => ended,
             Err(e) => {
                 stop(&running);
                 return Err(e).context("wait for the children");
             }
         };
-        let Some(pid) = status.pid() else { continue };
         running.retain(|&p| p != pid);
-        let code = ExitCode::of(status);
         if code != ExitCode(0) {
             stop(&running);
-            let which = match children.iter().position(|&p| p == pid) {
-                Some(i) => format!("child {i} of {}", children.len()),
-                None => "a child started elsewhere".to_string(), // reaped by waitpid(-1)
-            };
+            let name = children.iter().position(|&p| p == pid).map_or("a child", |i| names[i].as_str());
             anyhow::bail!(
-                "{which} (pid {pid}) failed with exitcode {code}; stopped the {} still running",
+                "{name} (pid {pid}) failed with exitcode {code}; stopped the {} still running",
                 running.len()
             );
         }
@@ -244,63 +326,266 @@ pub fn join_all(children: &[Pid]) -> anyhow::Result<()> {
 // ANCHOR_END: join_all
 
 /// Kill `children` and reap them: for children that can no longer finish (a sibling died,
-/// and they wait for what it will never do). Each must be a child not reaped yet (its pid
-/// is then still ours: no other process can have it). Errors are ignored: one may have
-/// just exited.
+/// and they wait for what it will never do). The signal goes through each child's pidfd, so
+/// it reaches that process or none: never another that was given its pid after it was
+/// reaped. Children this process has already reaped, or did not fork with this module,
+/// are left alone.
 pub fn stop(children: &[Pid]) {
     for &child in children {
-        let _ = kill(child, Signal::SIGKILL);
+        watched::kill(child);
     }
     for &child in children {
-        while waitpid(child, None) == Err(Errno::EINTR) {}
+        let _ = watched::reap(child, true);
     }
 }
 
-/// Children not reaped yet: stopped (killed and reaped) if this is dropped before
-/// [`Children::join_all`], on an early return or a panic. For a parent that must not go on
-/// while any of them lives.
-pub(crate) struct Children(Vec<Pid>);
-
-impl Children {
-    pub(crate) fn new() -> Children {
-        Children(Vec::new())
-    }
-
-    pub(crate) fn push(&mut self, child: Pid) {
-        self.0.push(child);
-    }
-
-    /// [`join_all`]: every one ended and reaped, whatever it returns.
-    pub(crate) fn join_all(mut self) -> anyhow::Result<()> {
-        let children = std::mem::take(&mut self.0);
-        join_all(&children)
-    }
+/// [`stop`] every child this process forked and has not reaped: for a parent about to
+/// end with an error, so that it leaves nothing behind.
+pub fn stop_all() {
+    stop(&watched::all());
 }
 
-impl Drop for Children {
-    fn drop(&mut self) {
-        stop(&self.0);
-    }
-}
-
-/// For a parent waiting on a channel that `children` feed, while none of them should have
-/// ended yet: if one has, kill and reap the others and say which ended and how. (Waiting
-/// on, a dead child's missing message would keep the parent waiting forever.)
-pub fn check_alive(children: &[Pid]) -> anyhow::Result<()> {
-    for (i, &pid) in children.iter().enumerate() {
-        let status =
-            waitpid(pid, Some(WaitPidFlag::WNOHANG)).with_context(|| format!("check child {pid}"))?;
-        if status != WaitStatus::StillAlive {
-            let others: Vec<Pid> = children.iter().copied().filter(|&p| p != pid).collect();
-            stop(&others);
-            anyhow::bail!(
-                "child {i} of {} (pid {pid}) ended early with exitcode {}; stopped the others",
-                children.len(),
-                ExitCode::of(status)
-            );
+// ANCHOR: wait_ready
+/// Wait until `fd` is ready for `events` (`POLLIN`: something to read, or EOF; `POLLOUT`:
+/// room to write), unless one of this process's children dies first, abnormally: then an
+/// error that names it. Python's `Queue.get()` in a parent whose producer was killed waits
+/// forever: the parent holds a write end of the pipe itself, so no EOF can come. Here the
+/// wait ends, because it waits on the children too: each child's pidfd (a file descriptor
+/// that refers to that process) becomes readable when it ends.
+///
+/// A child that exits with 0 has finished its work; the wait goes on. Returns whether there
+/// were children to watch (a process without any waits plainly).
+pub fn wait_ready(fd: BorrowedFd, events: PollFlags, waiting_for: &str) -> anyhow::Result<bool> {
+    let mut known = watched::lock();
+    let mut any = false;
+    loop {
+        let running: Vec<&watched::Known> = known.iter().filter(|k| k.ended.is_none()).collect();
+        if running.is_empty() {
+            return Ok(any);
+        }
+        any = true;
+        let mut fds = vec![PollFd::new(fd, events)];
+        fds.extend(running.iter().map(|k| PollFd::new(k.pidfd.as_fd(), PollFlags::POLLIN)));
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            other => other.context("wait for a channel and the children (poll)")?,
+        };
+        if fds[0].any().unwrap_or(false) {
+            return Ok(true);
+        }
+        let ended: Vec<usize> =
+            (1..fds.len()).filter(|&i| fds[i].any().unwrap_or(false)).map(|i| i - 1).collect();
+        let pids: Vec<Pid> = ended.iter().map(|&i| running[i].pid).collect();
+        drop(fds);
+        for pid in pids {
+            let code = watched::peek(&mut known, pid)?;
+            if code != Some(ExitCode(0)) {
+                let name = known.iter().find(|k| k.pid == pid).map_or("child".into(), |k| k.name.clone());
+                let how = code.map_or("ended".to_string(), |c| format!("ended with exitcode {c}"));
+                anyhow::bail!("{name} (pid {pid}) {how} while this process waited for {waiting_for}");
+            }
         }
     }
-    Ok(())
+}
+// ANCHOR_END: wait_ready
+
+/// The first of this process's unreaped children that has ended abnormally, and a
+/// description of it (`worker 1 (pid 4242) ended with exitcode -9 (SIGKILL)`), without
+/// reaping it: for an error message that names the child behind the trouble.
+pub fn first_failure() -> Option<(Pid, String)> {
+    let mut known = watched::lock();
+    let pids: Vec<Pid> = known.iter().map(|k| k.pid).collect();
+    for pid in pids {
+        if let Ok(Some(code)) = watched::peek(&mut known, pid)
+            && code != ExitCode(0)
+        {
+            let name = known.iter().find(|k| k.pid == pid).map_or("child".into(), |k| k.name.clone());
+            return Some((pid, format!("{name} (pid {pid}) ended with exitcode {code}")));
+        }
+    }
+    None
+}
+
+/// How many children this process forked with this module and has not reaped.
+pub fn unreaped() -> usize {
+    let mut known = watched::lock();
+    let pids: Vec<Pid> = known.iter().map(|k| k.pid).collect();
+    for pid in pids {
+        let _ = watched::peek(&mut known, pid); // a child reaped elsewhere is seen so
+    }
+    known.retain(|k| !k.gone);
+    known.len()
+}
+
+/// Reap `child` if it has ended: its exit code, or `None` if it is still running. Python's
+/// `p.is_alive()` underneath, and what `join` does without waiting.
+pub fn try_join(child: Pid) -> anyhow::Result<Option<ExitCode>> {
+    watched::reap(child, false)
+}
+
+/// This process's children, as the kit forked them: each with its name and a pidfd, a file
+/// descriptor that refers to that one process (Linux 5.3 and later), so that waiting for it,
+/// and killing it, can never reach another process given its pid after it is reaped.
+mod watched {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use super::*;
+
+    pub(super) struct Known {
+        pub(super) pid: Pid,
+        pub(super) name: String,
+        pub(super) pidfd: OwnedFd,
+        /// Seen ended (and not reaped yet), with this code.
+        pub(super) ended: Option<ExitCode>,
+        /// Reaped by someone else (a plain `waitpid`): nothing left to wait for or stop.
+        pub(super) gone: bool,
+    }
+
+    static KNOWN: Mutex<Vec<Known>> = Mutex::new(Vec::new());
+
+    pub(super) fn lock() -> MutexGuard<'static, Vec<Known>> {
+        KNOWN.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Just forked `pid`: open its pidfd. If that fails, the child is killed and reaped at
+    /// once (by pid: it is ours and unreaped, so the pid is still its own).
+    pub(super) fn add(pid: Pid, name: &str) -> anyhow::Result<()> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+        if fd < 0 {
+            let error = std::io::Error::last_os_error();
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(error).with_context(|| format!("open a pidfd for the {name} (Linux 5.3 or later)"));
+        }
+        // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        lock().push(Known { pid, name: name.to_string(), pidfd, ended: None, gone: false });
+        Ok(())
+    }
+
+    /// In a new child: the parent's children are not this process's (their pidfds close).
+    pub(super) fn forget_all() {
+        lock().clear();
+    }
+
+    pub(super) fn all() -> Vec<Pid> {
+        lock().iter().map(|k| k.pid).collect()
+    }
+
+    pub(super) fn name_of(pid: Pid) -> String {
+        lock().iter().find(|k| k.pid == pid).map_or_else(|| "child".to_string(), |k| k.name.clone())
+    }
+
+    /// SIGKILL through the pidfd: that process, or nobody.
+    pub(super) fn kill(pid: Pid) {
+        let known = lock();
+        if let Some(k) = known.iter().find(|k| k.pid == pid) {
+            let null = std::ptr::null::<libc::siginfo_t>();
+            // SAFETY: pidfd_send_signal takes a pidfd we own, a signal, no siginfo (null is
+            // allowed) and flags 0; it only sends the signal.
+            unsafe {
+                libc::syscall(libc::SYS_pidfd_send_signal, k.pidfd.as_raw_fd(), libc::SIGKILL, null, 0)
+            };
+        }
+    }
+
+    /// Whether `pid` has ended, and how, without reaping it (WNOWAIT); remembered.
+    pub(super) fn peek(known: &mut [Known], pid: Pid) -> anyhow::Result<Option<ExitCode>> {
+        let Some(k) = known.iter_mut().find(|k| k.pid == pid) else { return Ok(None) };
+        if k.ended.is_none() {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::PIDFd(k.pidfd.as_fd()), flags) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(status) => k.ended = Some(ExitCode::of(status)),
+                Err(Errno::ECHILD) => {
+                    k.gone = true; // reaped behind our back
+                    k.ended = Some(ExitCode(0));
+                }
+                Err(e) => return Err(e).with_context(|| format!("look at {}", k.name)),
+            }
+        }
+        Ok(k.ended)
+    }
+
+    /// Reap `pid` if it has ended (waiting for it if `block`): its exit code. A child this
+    /// module does not know (forked otherwise) is reaped by pid, as before pidfds.
+    pub(super) fn reap(pid: Pid, block: bool) -> anyhow::Result<Option<ExitCode>> {
+        let mut flags = WaitPidFlag::WEXITED;
+        if !block {
+            flags |= WaitPidFlag::WNOHANG;
+        }
+        let mut known = lock();
+        let Some(at) = known.iter().position(|k| k.pid == pid) else {
+            let status = loop {
+                match waitpid(pid, (!block).then_some(WaitPidFlag::WNOHANG)) {
+                    Err(Errno::EINTR) => continue,
+                    other => break other.with_context(|| format!("wait for child {pid}"))?,
+                }
+            };
+            return Ok((status != WaitStatus::StillAlive).then(|| ExitCode::of(status)));
+        };
+        let status = loop {
+            match waitid(Id::PIDFd(known[at].pidfd.as_fd()), flags) {
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => break None, // reaped behind our back
+                other => break Some(other.with_context(|| format!("wait for {}", known[at].name))?),
+            }
+        };
+        match status {
+            Some(WaitStatus::StillAlive) => Ok(None),
+            Some(status) => {
+                known.remove(at);
+                Ok(Some(ExitCode::of(status)))
+            }
+            None => {
+                let k = known.remove(at);
+                anyhow::bail!("{} (pid {pid}) was reaped elsewhere: its exit code is lost", k.name)
+            }
+        }
+    }
+
+    /// Wait until one of `pids` ends; reap it: which, and how. If another child of this
+    /// process ends abnormally meanwhile, an error naming it: `pids` may be waiting for it.
+    pub(super) fn reap_any(pids: &[Pid]) -> anyhow::Result<(Pid, ExitCode)> {
+        loop {
+            let ready: Vec<Pid> = {
+                let known = lock();
+                let watched: Vec<&Known> =
+                    known.iter().filter(|k| k.ended.is_none() || pids.contains(&k.pid)).collect();
+                anyhow::ensure!(
+                    watched.iter().any(|k| pids.contains(&k.pid)),
+                    "none of {pids:?} is a child this process forked"
+                );
+                let mut fds: Vec<PollFd> =
+                    watched.iter().map(|k| PollFd::new(k.pidfd.as_fd(), PollFlags::POLLIN)).collect();
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(Errno::EINTR) => continue,
+                    other => other.context("wait for the children (poll their pidfds)")?,
+                };
+                (0..fds.len()).filter(|&i| fds[i].any().unwrap_or(false)).map(|i| watched[i].pid).collect()
+            };
+            for pid in ready {
+                if pids.contains(&pid) {
+                    if let Some(code) = reap(pid, false)? {
+                        return Ok((pid, code));
+                    }
+                } else {
+                    let mut known = lock();
+                    if let Some(code) = peek(&mut known, pid)?
+                        && code != ExitCode(0)
+                    {
+                        let name =
+                            known.iter().find(|k| k.pid == pid).map_or("child".into(), |k| k.name.clone());
+                        anyhow::bail!(
+                            "{name} (pid {pid}) ended with exitcode {code}, which the others may be waiting for"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 // ANCHOR: spawn_self

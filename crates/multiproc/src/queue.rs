@@ -15,17 +15,17 @@
 //! Unlike Python's, this queue starts no thread: `put` writes to the pipe itself, and blocks
 //! while the pipe is full.
 
-use std::io::{PipeReader, PipeWriter};
+use std::io::{self, PipeReader, PipeWriter, Read, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use linux_futex::{AsFutex, Futex, Shared as AcrossProcesses};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::poll::PollFlags;
 
 use crate::lock::Lock;
+use crate::proc::wait_ready;
 use crate::shm::Shared;
 use crate::wire::{recv, send};
 
@@ -65,45 +65,27 @@ impl Queue {
     // ANCHOR: put_get
     /// Put one message. Blocks while the queue is full (bounded) or the pipe is.
     pub fn put(&self, message: &[u8]) -> anyhow::Result<()> {
-        let mut writer = self.writer.as_ref().context("put on a queue this process has closed")?;
+        let writer = self.writer.as_ref().context("put on a queue this process has closed")?;
         if self.maxsize.is_some() {
             self.take_slot(); // before the lock: never hold it while waiting for room
         }
         let _turn = self.shared.0.lock(); // the whole message, or nothing, goes in
-        send(&mut writer, message).context("write a message into the queue's pipe")
+        send(&mut Watched(writer), message).context("write a message into the queue's pipe")
     }
 
     /// Get one message, waiting for it; `None` once no process can put any more (every
     /// process has closed its write end or exited). Usually a sentinel message ends a
-    /// consumer long before that.
+    /// consumer long before that. In a parent, the wait also ends, with an error naming it,
+    /// if one of its children dies abnormally meanwhile (`proc::wait_ready`): the parent holds
+    /// a write end itself, so no EOF would come.
     pub fn get(&self) -> anyhow::Result<Option<Vec<u8>>> {
         let _turn = self.shared.1.lock(); // read a whole message before anyone else reads
-        let message = recv(&mut &self.reader).context("read a message from the queue's pipe")?;
+        let message = recv(&mut Watched(&self.reader)).context("read a message from the queue's pipe")?;
         if message.is_some() && self.maxsize.is_some() {
             self.give_slot();
         }
         Ok(message)
     }
-
-    /// [`Queue::get`], but wait at most `timeout` for a message: `None` if none came. A
-    /// parent whose workers wait for tasks can then look whether one of them died (see
-    /// [`crate::proc::check_alive`]) instead of waiting forever for its result. The end of
-    /// the queue (every writer gone) is an error here.
-    pub fn get_within(&self, timeout: Duration) -> anyhow::Result<Option<Vec<u8>>> {
-        let _turn = self.shared.1.lock();
-        let mut pipe = [PollFd::new(self.reader.as_fd(), PollFlags::POLLIN)];
-        let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        if poll(&mut pipe, PollTimeout::from(millis)).context("wait for the queue's pipe")? == 0 {
-            return Ok(None);
-        }
-        let message = recv(&mut &self.reader).context("read a message from the queue's pipe")?;
-        let message = message.context("every process that could put into the queue is gone")?;
-        if self.maxsize.is_some() {
-            self.give_slot();
-        }
-        Ok(Some(message))
-    }
-
     // ANCHOR_END: put_get
 
     // ANCHOR: semaphore
@@ -146,6 +128,37 @@ impl Queue {
     }
 }
 
+// ANCHOR: watched
+/// The queue's pipe, read and written so that a parent's wait ends if one of its children
+/// dies: every `read` and `write` first waits for the pipe with `proc::wait_ready`. A
+/// process with no children of its own reads and writes as plainly as before.
+struct Watched<'a, T>(&'a T);
+
+/// What a pipe takes in one write without blocking, once it has room at all (`PIPE_BUF`).
+const ONE_PAGE: usize = 4096;
+
+impl Read for Watched<'_, PipeReader> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        wait_ready(self.0.as_fd(), PollFlags::POLLIN, "a message from a queue").map_err(io::Error::other)?;
+        (&mut &*self.0).read(buffer)
+    }
+}
+
+impl Write for Watched<'_, PipeWriter> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let watching =
+            wait_ready(self.0.as_fd(), PollFlags::POLLOUT, "room in a queue").map_err(io::Error::other)?;
+        // Watching, write what surely fits, so that the write itself never blocks.
+        let n = if watching { bytes.len().min(ONE_PAGE) } else { bytes.len() };
+        (&mut &*self.0).write(&bytes[..n])
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+// ANCHOR_END: watched
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,17 +174,6 @@ mod tests {
         for (i, &size) in sizes.iter().enumerate() {
             assert_eq!(queue.get().unwrap().unwrap(), vec![i as u8; size]);
         }
-    }
-
-    #[test]
-    fn get_within_gives_up() {
-        let mut queue = Queue::bounded(1).unwrap();
-        assert!(queue.get_within(Duration::from_millis(10)).unwrap().is_none());
-        queue.put(b"x").unwrap();
-        assert_eq!(queue.get_within(Duration::from_millis(10)).unwrap().unwrap(), b"x");
-        assert_eq!(queue.qsize(), Some(0));
-        queue.close();
-        assert!(queue.get_within(Duration::from_millis(10)).is_err());
     }
 
     #[test]

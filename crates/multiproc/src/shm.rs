@@ -45,7 +45,7 @@ use memmap2::MmapMut;
 use nix::sys::memfd::{MFdFlags, memfd_create};
 
 use crate::lock::{Lock, LockGuard, SpinLock};
-use crate::proc::{ChildExit, Children, fork_child};
+use crate::proc::{ChildExit, Children};
 
 // ANCHOR: region
 /// Zeroed memory shared with every child forked after it was made: the storage under
@@ -312,9 +312,10 @@ impl<T: Plain> Array<T> {
         }
         let _lock = lock_of(&self.region).lock(); // no Guard, anywhere, until every child is gone
         let values = self.region.at(DATA).cast::<T>();
-        let mut children = Children::new(); // on any way out (an error, a panic): stopped and reaped
+        // Named "worker 0", "worker 1"...; on any way out (an error, a panic): stopped and reaped.
+        let mut children = Children::new("worker");
         for (i, part) in parts.iter().enumerate() {
-            children.push(fork_child(|| {
+            children.fork(|| {
                 let _mine = held::Held::new(); // this process holds a part now: it may not fork
                 // SAFETY: in bounds and aligned (checked above; DATA suits T), any bytes are a
                 // valid T. No other process reads or writes these values while this child
@@ -325,7 +326,7 @@ impl<T: Plain> Array<T> {
                 // before it lets go of the lock.
                 let part = unsafe { std::slice::from_raw_parts_mut(values.add(part.start), part.len()) };
                 work(i, part)
-            })?);
+            })?;
         }
         children.join_all()
     }

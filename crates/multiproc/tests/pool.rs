@@ -115,7 +115,7 @@ fn a_killed_worker_breaks_the_pool() -> Result<(), Failed> {
     let error = error.to_string();
     check(
         error.contains("pool is broken")
-            && error.contains(&format!("child 1 of 2 (pid {victim}) failed with exitcode -9 (SIGKILL)"))
+            && error.contains(&format!("worker 1 (pid {victim}) failed with exitcode -9 (SIGKILL)"))
             && error.ends_with("stopped the 1 still running"),
         || error.clone(),
     )?;

@@ -14,6 +14,9 @@ pub struct Lesson {
     pub about: &'static str,
     /// The lesson's Python program, for side-by-side runs and measurements.
     pub python: &'static str,
+    /// The roles the lesson plays when it runs itself again as a child (`--child ROLE`,
+    /// Python's "spawn" start method); empty if it never does.
+    pub roles: &'static [&'static str],
 }
 
 /// The options every lesson understands.
@@ -36,6 +39,8 @@ pub struct Args {
 
 /// Runs per case when `--runs` is not given.
 pub const DEFAULT_RUNS: usize = 5;
+/// The most runs per case `--runs` takes: more would run for hours, and tell nothing new.
+pub const MAX_RUNS: usize = 100;
 
 impl Args {
     /// `full` for a real measurement, `quick` under `--quick` (sizes for a smoke test).
@@ -50,10 +55,36 @@ impl Lesson {
         format!("lesson-{}", self.name)
     }
 
+    /// Run the lesson: parse the options, call `lesson` with them, and end. `--help` prints
+    /// the help and exits 0; a bad option is one line on stderr and exit status 2. If
+    /// `lesson` fails, every child it forked and has not reaped is stopped and reaped, and its
+    /// error is one line on stderr (naming the child that died, if one did): status 1.
+    pub fn run(&self, lesson: impl FnOnce(&Args) -> anyhow::Result<()>) -> process::ExitCode {
+        let args = self.args();
+        let outcome = lesson(&args);
+        let failed = multiproc::proc::first_failure();
+        let left = multiproc::proc::unreaped();
+        multiproc::proc::stop_all();
+        let line = match (outcome, left) {
+            (Ok(()), 0) => return process::ExitCode::SUCCESS,
+            (Ok(()), n) => format!("{}: left {n} children unreaped: stopped and reaped them", self.package()),
+            (Err(error), _) => {
+                let mut line = format!("{}: {error:#}", self.package());
+                if let Some((pid, child)) = failed
+                    && !line.contains(&format!("pid {pid}"))
+                {
+                    line.push_str(&format!(" ({child})"));
+                }
+                line
+            }
+        };
+        multiproc::proc::say(&line);
+        process::ExitCode::FAILURE
+    }
+
     /// Parse this process's arguments; on `--help` print help and exit 0, on a bad
     /// argument print one line on stderr and exit 2.
     pub fn args(&self) -> Args {
-        quiet_error_backtraces();
         match self.parse(std::env::args_os().skip(1)) {
             Ok(Parsed::Run(args)) => args,
             Ok(Parsed::Help) => {
@@ -103,18 +134,33 @@ impl Lesson {
                     let value = parser.value().map_err(|e| e.to_string())?;
                     let text = value.string().map_err(|e| e.to_string())?;
                     args.runs = match text.parse::<usize>() {
-                        Ok(n) if n >= 1 => n,
-                        _ => return Err(format!("--runs takes a whole number of 1 or more, not '{text}'")),
+                        Ok(n) if (1..=MAX_RUNS).contains(&n) => n,
+                        _ => {
+                            return Err(format!(
+                                "--runs takes a whole number from 1 to {MAX_RUNS}, not '{text}'"
+                            ));
+                        }
                     };
                     runs_given = true;
                 }
                 Long("child") => {
                     let rest = parser.raw_args().map_err(|e| e.to_string())?;
                     let rest: Vec<String> = rest.map(|a| a.to_string_lossy().into_owned()).collect();
-                    if rest.is_empty() {
-                        return Err("--child needs a role".into());
+                    match rest.first() {
+                        _ if self.roles.is_empty() => {
+                            return Err(
+                                "--child is not an option of this lesson (it never runs itself again)".into(),
+                            );
+                        }
+                        None => return Err(format!("--child needs a role: {}", self.roles.join(", "))),
+                        Some(role) if !self.roles.contains(&role.as_str()) => {
+                            return Err(format!(
+                                "--child: no role '{role}' (roles: {})",
+                                self.roles.join(", ")
+                            ));
+                        }
+                        Some(_) => args.child = Some(rest),
                     }
-                    args.child = Some(rest);
                 }
                 _ => return Err(arg.unexpected().to_string()),
             }
@@ -130,19 +176,6 @@ impl Lesson {
     }
 }
 
-/// A lesson's errors are messages for the reader, printed by `main` on one line of stderr:
-/// no backtrace under them, even where `RUST_BACKTRACE=1` is set (a panic, a bug, still gets
-/// its backtrace). anyhow reads `RUST_LIB_BACKTRACE` before `RUST_BACKTRACE`.
-fn quiet_error_backtraces() {
-    let single = multiproc::proc::thread_count().is_ok_and(|n| n == 1);
-    if single && std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
-        // SAFETY: changing the environment is sound only while no other thread may read it,
-        // and this process has only this thread (just counted; only this thread could start
-        // another).
-        unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
-    }
-}
-
 enum Parsed {
     Run(Args),
     Help,
@@ -152,7 +185,7 @@ enum Parsed {
 mod tests {
     use super::*;
 
-    const L: Lesson = Lesson { name: "demo", about: "a demo", python: "demo.py" };
+    const L: Lesson = Lesson { name: "demo", about: "a demo", python: "demo.py", roles: &["greet"] };
 
     fn parse(line: &str) -> Result<Args, String> {
         match L.parse(line.split_whitespace().map(OsString::from))? {
@@ -173,7 +206,10 @@ mod tests {
 
     #[test]
     fn errors_are_one_line() {
-        for bad in ["--bogus", "--runs", "--runs 0", "--runs x", "--json", "stray", "--child"] {
+        let huge = "--measure --runs 18446744073709551615";
+        for bad in
+            ["--bogus", "--runs", "--runs 0", "--runs x", "--json", "stray", "--child", "--child bogus", huge]
+        {
             let e = parse(bad).unwrap_err();
             assert!(!e.contains('\n'), "{bad}: {e}");
         }

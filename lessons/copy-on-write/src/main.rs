@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicU32;
 use anyhow::{Context, ensure};
 use bytemuck::{Pod, Zeroable};
 use multiproc::lock::meet;
-use multiproc::proc::{fork_child, join_all};
+use multiproc::proc::Children;
 use multiproc::queue::Queue;
 use multiproc::shm::Shared;
 use nix::sys::mman::{MmapAdvise, madvise};
@@ -35,6 +35,7 @@ const LESSON: Lesson = Lesson {
             sending the same matrices through a queue, with 1 and 2 workers, beside Python's \
             fork-global and Pool.map.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/copy_on_write.py"),
+    roles: &[],
 };
 
 /// Matrices the parent builds, and their side: 16 x 500 x 500 f64 = 32000000 bytes.
@@ -49,10 +50,15 @@ const FEW_PAGES: u64 = 16;
 /// The same in kB, as /proc/self/smaps_rollup counts.
 const NOISE_KB: u64 = NOISE_MB * 1024;
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: build
@@ -81,22 +87,23 @@ fn main() -> anyhow::Result<()> {
     // exits before all have measured.
     let meetings = Shared::<(AtomicU32, AtomicU32)>::new()?;
     let (started, measured) = &*meetings;
-    let (mut workers, mut reports) = (Vec::new(), Vec::new());
+    let (mut workers, mut reports) = (Children::new("worker"), Vec::new());
     for (worker, share) in matrices.chunks_mut(per_worker * SIDE * SIDE).enumerate() {
         let (reader, mut writer) = std::io::pipe().context("create a pipe for a worker's report")?;
         // The child's memory is the parent's: `share` points into the same physical pages,
         // mapped read-only in both processes until one of them writes.
-        workers.push(fork_child(move || -> anyhow::Result<()> {
+        workers.fork(move || -> anyhow::Result<()> {
             meet(started, WORKERS as u32);
             let report = work(worker, share)?;
             meet(measured, WORKERS as u32);
             writer.write_all(bytemuck::bytes_of(&report)).context("send the report to the parent")
-        })?);
+        })?;
         reports.push(reader);
     }
     // A report is smaller than the pipe's buffer: a worker can write it and exit before the
     // parent reads. If a worker dies, join_all says which and stops the other.
-    join_all(&workers)?;
+    let pids = workers.pids().to_vec();
+    workers.join_all()?;
     // ANCHOR_END: fork
 
     // ANCHOR: reports
@@ -105,7 +112,7 @@ fn main() -> anyhow::Result<()> {
         let mut report = Report::zeroed();
         reader.read_exact(bytemuck::bytes_of_mut(&mut report)).context("read a worker's report")?;
         let (first, last) = (worker * per_worker, (worker + 1) * per_worker - 1);
-        let pid = workers[worker];
+        let pid = pids[worker];
         println!("   worker {worker} (pid {pid}) summed matrices {first}..={last}: {}", report.sum);
         println!("      before reading          {}", report.before.show());
         println!("      after reading its share {}", report.after_reading.show());
@@ -313,16 +320,16 @@ fn plural(workers: usize) -> String {
 /// its sum (8 bytes) comes back.
 fn fork_inherit(matrices: &[f64], side: usize, workers: usize) -> anyhow::Result<f64> {
     let per_worker = matrices.len() / workers;
-    let (mut children, mut readers) = (Vec::new(), Vec::new());
+    let (mut children, mut readers) = (Children::new("worker"), Vec::new());
     for share in matrices.chunks(per_worker) {
         let (reader, mut writer) = std::io::pipe().context("create a pipe")?;
-        children.push(fork_child(move || -> anyhow::Result<()> {
+        children.fork(move || -> anyhow::Result<()> {
             let sum: f64 = share.chunks(side * side).map(|m| m.iter().sum::<f64>()).sum();
             writer.write_all(&sum.to_le_bytes()).context("send the sum")
-        })?);
+        })?;
         readers.push(reader);
     }
-    join_all(&children)?;
+    children.join_all()?;
     let mut total = 0.0;
     for reader in &mut readers {
         let mut sum = [0u8; 8];
@@ -339,9 +346,9 @@ fn fork_inherit(matrices: &[f64], side: usize, workers: usize) -> anyhow::Result
 /// sum their own copy of it.
 fn through_queue(matrices: &[f64], side: usize, workers: usize) -> anyhow::Result<f64> {
     let (tasks, results) = (Queue::new()?, Queue::new()?);
-    let mut children = Vec::new();
+    let mut children = Children::new("worker");
     for _ in 0..workers {
-        children.push(fork_child(|| -> anyhow::Result<()> {
+        children.fork(|| -> anyhow::Result<()> {
             let mut sum = 0.0f64;
             // An empty message is the sentinel: no more matrices.
             while let Some(message) = tasks.get()?.filter(|m| !m.is_empty()) {
@@ -351,7 +358,7 @@ fn through_queue(matrices: &[f64], side: usize, workers: usize) -> anyhow::Resul
                 sum += matrix.iter().sum::<f64>();
             }
             results.put(&sum.to_le_bytes())
-        })?);
+        })?;
     }
     for matrix in matrices.chunks(side * side) {
         tasks.put(bytemuck::cast_slice(matrix))?; // the f64s as their bytes: "pickle"
@@ -364,7 +371,7 @@ fn through_queue(matrices: &[f64], side: usize, workers: usize) -> anyhow::Resul
         let sum = results.get()?.context("a worker ended without its sum")?;
         total += f64::from_le_bytes(sum.as_slice().try_into().context("a sum is 8 bytes")?);
     }
-    join_all(&children)?;
+    children.join_all()?;
     Ok(total)
 }
 // ANCHOR_END: through_queue

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use multiproc::lock::{Lock, SpinLock, meet};
-use multiproc::proc::{fork_child, join_all};
+use multiproc::proc::Children;
 use multiproc::shm::Shared;
 use plumbing::fault;
 use plumbing::{Args, Bench, Case, Lesson, varies};
@@ -27,6 +27,7 @@ const LESSON: Lesson = Lesson {
             --measure times one deposit or withdrawal with no lock, a spinlock, the futex lock \
             and an atomic, two processes contending and one alone, beside Python's Value and Lock.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/lock_race.py"),
+    roles: &[],
 };
 
 /// The balance every round starts with, and ends with when no update is lost.
@@ -43,10 +44,15 @@ const WITHDRAW: i64 = -1;
 /// show on every machine, even one with a single free CPU.
 const WINDOW: Duration = Duration::from_micros(1);
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: setup
@@ -146,20 +152,20 @@ impl<'a> Accounts<'a> {
 fn round(accounts: &Accounts, work: impl Fn(usize, i64)) -> anyhow::Result<(i64, Duration)> {
     accounts.balance.store(START, Relaxed);
     accounts.gate.store(0, Relaxed);
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for (worker, amount) in [(0, DEPOSIT), (1, WITHDRAW)] {
-        workers.push(fork_child(|| {
+        workers.fork(|| {
             // Both start together (multiproc::lock::meet): otherwise one could be done before
             // the other has started, and nothing would race.
             meet(accounts.gate, 2);
             work(worker, amount);
             0
-        })?);
+        })?;
     }
     let start = Instant::now();
     // A worker that dies holding the lock leaves the other asleep forever, waiting for it:
     // join_all then kills the other, and says which worker failed and how.
-    join_all(&workers)?;
+    workers.join_all()?;
     Ok((accounts.balance.load(Relaxed), start.elapsed()))
 }
 

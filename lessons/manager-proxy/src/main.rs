@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use multiproc::proc::{ExitCode, fork_child, fork_child_closing, join, join_all};
+use multiproc::proc::{Children, ExitCode, fork_child, fork_child_closing, join};
 use multiproc::shm::Array;
 use multiproc::wire::{recv, send};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -36,6 +36,7 @@ const LESSON: Lesson = Lesson {
             beside the raw round trip under it, a shared-memory write, 1, 2 and 4 clients \
             against one server, and Python's Manager.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/manager_proxy.py"),
+    roles: &[],
 };
 
 /// Connections to the server: 0 is the parent's, 1 to 4 are for child processes.
@@ -47,10 +48,15 @@ const APPENDS: u32 = 50;
 /// The list the server starts with: the classic example's records.
 const SEEDS: [(&str, u32); 3] = [("Sam", 10), ("Adam", 9), ("Kevin", 9)];
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: start
@@ -99,12 +105,12 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR: workers
     println!("4. {WORKERS} workers append {APPENDS} records each, at once");
     let before = proxy.len()?;
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for worker in 0..WORKERS {
         // Each worker has a connection of its own: two processes writing requests into
         // one socket would mix their bytes, and take each other's responses.
         let proxy = manager.proxy(1 + worker);
-        workers.push(fork_child(move || {
+        workers.fork(move || {
             for i in 0..APPENDS {
                 if i == APPENDS / 2 {
                     fault::inject(worker); // the tests make worker 1 fail here
@@ -112,11 +118,11 @@ fn main() -> anyhow::Result<()> {
                 proxy.append((format!("worker {worker}"), i))?;
             }
             Ok(())
-        })?);
+        })?;
     }
     // A worker that fails: join_all kills the others and returns the error; `?` returns it
     // from main, and dropping the Manager on the way out shuts the server down.
-    join_all(&workers)?;
+    workers.join_all()?;
     println!("   joined {WORKERS} workers");
     let all = proxy.snapshot()?;
     println!("   snapshot(): {} records ({before} before, plus {WORKERS} x {APPENDS})", all.len());
@@ -463,17 +469,17 @@ fn shared_writes(writes: u64) -> anyhow::Result<Duration> {
 fn clients_append(clients: usize, each: u32) -> anyhow::Result<Duration> {
     let manager = Manager::start(&[], clients + 1)?; // + 1: the parent's, to check the count
     let start = Instant::now();
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for client in 0..clients {
         let proxy = manager.proxy(1 + client);
-        workers.push(fork_child(move || {
+        workers.fork(move || {
             for i in 0..each {
                 proxy.append((format!("client {client}"), i))?;
             }
             Ok(())
-        })?);
+        })?;
     }
-    join_all(&workers)?;
+    workers.join_all()?;
     let elapsed = start.elapsed();
     let count = manager.proxy(0).len()?;
     ensure!(count == clients * each as usize, "the server holds {count} records");

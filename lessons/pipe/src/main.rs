@@ -28,12 +28,18 @@ const LESSON: Lesson = Lesson {
             prefix), EOF and the rule to close the ends you do not use, a one-way pipe, and typed \
             messages with ipc-channel. --measure times small round trips and 1 MiB transfers.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/pipe.py"),
+    roles: &[],
 };
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: duplex

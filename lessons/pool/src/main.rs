@@ -28,6 +28,7 @@ const LESSON: Lesson = Lesson {
             pool's cost per task (chunksize 1 and the default) beside Python's Pool.map, and \
             CPU-bound tasks on 1, 2 and 4 workers beside a plain loop.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/pool_lesson.py"),
+    roles: &[],
 };
 
 /// Workers in sections 1 to 4: fixed, not one per CPU, so the output is the same everywhere.
@@ -42,10 +43,15 @@ const SMALL_POOL: usize = 2;
 const UNLUCKY_ITEMS: RangeInclusive<u64> = 1..=20;
 const UNLUCKY: u64 = 13;
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: map

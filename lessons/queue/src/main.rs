@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use multiproc::proc::{fork_child, join, join_all, stop};
+use multiproc::proc::{Children, fork_child, join, join_all};
 use multiproc::queue::Queue;
 use multiproc::shm::Shared;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -32,6 +32,7 @@ const LESSON: Lesson = Lesson {
             --measure times small and 1 MiB messages beside a bare pipe, and 4 million numbers \
             returned through the queue beside shared memory, each beside Python.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/queue_lesson.py"),
+    roles: &[],
 };
 
 /// Section 1: producers are workers 0, 1, 2; consumers are workers 3 and 4.
@@ -52,10 +53,15 @@ const BOUNDED_ITEMS: u32 = 20;
 /// How long section 3 waits once the queue is full, to see whether the producer gets ahead.
 const PAUSE: Duration = Duration::from_millis(100);
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: many
@@ -64,20 +70,18 @@ fn main() -> anyhow::Result<()> {
     // Made before the fork: every child inherits the pipe and maps the same locks.
     let queue = Queue::new()?;
     let mut reports = Queue::new()?; // the consumers' reports to the parent
-    let mut producers = Vec::new();
+    let mut producers = Children::new("producer");
     for producer in 0..PRODUCERS {
-        producers.push(fork_child(|| produce(&queue, producer))?);
+        producers.fork(|| produce(&queue, producer))?;
     }
-    let mut consumers = Vec::new();
+    let mut consumers = Children::new("consumer");
     for consumer in 0..CONSUMERS {
-        consumers.push(fork_child(|| consume(&queue, &reports, consumer))?);
+        consumers.fork(|| consume(&queue, &reports, consumer))?;
     }
     reports.close(); // the parent puts no reports: EOF once every worker is gone
-    // A failed producer means no sentinels: stop the consumers too, or they wait forever.
-    if let Err(failed) = join_all(&producers) {
-        stop(&consumers);
-        return Err(failed);
-    }
+    // A failed producer means no sentinels: returning its error drops `consumers`, which
+    // stops them too, or they would wait forever.
+    producers.join_all()?;
     for _ in 0..CONSUMERS {
         queue.put(SENTINEL)?;
     }
@@ -85,10 +89,11 @@ fn main() -> anyhow::Result<()> {
     // Get before join: a consumer cannot exit before its report is out of the pipe.
     let mut got = Vec::new();
     while got.len() < CONSUMERS {
-        let Some(report) = reports.get()? else { break }; // EOF: a consumer died; join_all says which
+        // A consumer that died never reports: the parent's get then ends with an error naming it.
+        let Some(report) = reports.get()? else { break };
         got.push(report);
     }
-    join_all(&consumers)?;
+    consumers.join_all()?;
     println!("   got {} reports and joined the consumers", got.len());
     check(&got)?;
     // ANCHOR_END: many
@@ -347,32 +352,32 @@ fn queue_pairs(count: usize, size: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
     let queue = Queue::new()?;
     let got = Shared::<AtomicU64>::new()?;
-    let mut producers = Vec::new();
+    let mut producers = Children::new("producer");
     for _ in 0..PAIRS {
-        producers.push(fork_child(|| -> anyhow::Result<()> {
+        producers.fork(|| -> anyhow::Result<()> {
             let message = vec![b'x'; size];
             for _ in 0..count / PAIRS {
                 queue.put(&message)?;
             }
             Ok(())
-        })?);
+        })?;
     }
-    let mut consumers = Vec::new();
+    let mut consumers = Children::new("consumer");
     for _ in 0..PAIRS {
-        consumers.push(fork_child(|| -> anyhow::Result<()> {
+        consumers.fork(|| -> anyhow::Result<()> {
             let mut mine = 0;
             while queue.get()?.context("the queue ended early")? != SENTINEL {
                 mine += 1;
             }
             got.fetch_add(mine, Release);
             Ok(())
-        })?);
+        })?;
     }
-    join_all(&producers)?;
+    producers.join_all()?;
     for _ in 0..PAIRS {
         queue.put(SENTINEL)?;
     }
-    join_all(&consumers)?;
+    consumers.join_all()?;
     let time = start.elapsed();
     let got = got.load(Acquire);
     ensure!(got == (count / PAIRS * PAIRS) as u64, "the consumers got {got} messages");
@@ -384,14 +389,14 @@ fn queue_pairs(count: usize, size: usize) -> anyhow::Result<Duration> {
 fn queue_to_parent(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
     let start = Instant::now();
     let queue = Queue::new()?;
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for worker in 0..WORKERS {
-        workers.push(fork_child(|| {
+        workers.fork(|| {
             let mut message = Vec::with_capacity(8 * (per_worker + 1));
             message.extend_from_slice(&(worker as u64).to_le_bytes());
             numbers(worker, per_worker).for_each(|x| message.extend_from_slice(&x.to_le_bytes()));
             queue.put(&message)
-        })?);
+        })?;
     }
     let mut parts = vec![Vec::new(); WORKERS];
     for _ in 0..WORKERS {
@@ -399,7 +404,7 @@ fn queue_to_parent(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
         let worker = u64::from_le_bytes(message[..8].try_into()?) as usize;
         parts[worker] = message;
     }
-    join_all(&workers)?; // after the gets, as section 2 says
+    workers.join_all()?; // after the gets, as section 2 says
     let time = start.elapsed();
     let floats = parts.iter().flat_map(|p| p[8..].chunks_exact(8));
     Ok((time, floats.map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).sum()))

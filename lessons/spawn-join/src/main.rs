@@ -23,6 +23,7 @@ const LESSON: Lesson = Lesson {
             program again (the \"spawn\" start method); kill and terminate a child; read exit codes; \
             and see two sleeping children finish together.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/spawn_join.py"),
+    roles: &["greet", "noop"],
 };
 
 /// How long each child of section 5 sleeps.
@@ -31,8 +32,13 @@ const NAP: Duration = Duration::from_millis(500);
 /// The measured baseline: the bare system calls under every other case.
 const FLOOR: &str = "fork+_exit+waitpid (floor)";
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     // ANCHOR: child_role
     // Started again by spawn_self as `--child ROLE ARGS...`: play that role and end.
     if let Some(role) = &args.child {
@@ -40,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     }
     // ANCHOR_END: child_role
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: fork

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use memmap2::MmapMut;
-use multiproc::proc::{fork_child, join_all};
+use multiproc::proc::{Children, fork_child, join_all};
 use multiproc::shm::{Array, Value};
 use plumbing::fault;
 use plumbing::random_job::{self, FLOOR, array_unlocked, numbers, private_vec};
@@ -29,6 +29,7 @@ const LESSON: Lesson = Lesson {
             random numbers for the parent: through a pipe, through an Array with lock=True and \
             with lock=False, beside one process filling a private Vec, and beside Python.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/value_array.py"),
+    roles: &[],
 };
 
 /// Child processes in every section, numbered from 0: as many as the measured job has.
@@ -40,19 +41,24 @@ const LEN: usize = 40_000;
 /// What the child of section 4 writes.
 const MARK: u8 = 42;
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: value
     println!("1. A shared counter: Value, and {WORKERS} workers that add 1 to it {ADDS} times each");
     // Made before the fork, mapped MAP_SHARED: every child writes to the same page.
     let counter = Value::new(0i64)?;
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for worker in 0..WORKERS {
-        workers.push(fork_child(|| {
+        workers.fork(|| {
             for i in 0..ADDS {
                 // Python: `with counter.get_lock(): counter.value += 1`
                 let mut count = counter.lock();
@@ -62,11 +68,11 @@ fn main() -> anyhow::Result<()> {
                 *count += 1;
             } // each guard is dropped at the end of its turn: the lock is let go
             0
-        })?);
+        })?;
     }
     // If a worker dies holding the lock, the others would wait for it forever:
     // join_all then kills them and says which worker failed.
-    join_all(&workers)?;
+    workers.join_all()?;
     println!("   joined {WORKERS} workers");
     let count = *counter.lock();
     println!("   final count: {count} (expected {WORKERS} x {ADDS} = {})", WORKERS as i64 * ADDS);
@@ -96,9 +102,9 @@ fn main() -> anyhow::Result<()> {
     // ANCHOR: locked
     println!("3. The same with lock=True: the lock is taken for every element");
     let array = Array::<f64>::new(LEN)?;
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for worker in 0..WORKERS {
-        workers.push(fork_child(|| {
+        workers.fork(|| {
             let first = worker * part_len;
             for i in first..first + part_len {
                 if i == first + part_len / 2 {
@@ -108,9 +114,9 @@ fn main() -> anyhow::Result<()> {
                 array.lock()[i] = i as f64;
             }
             0
-        })?);
+        })?;
     }
-    join_all(&workers)?;
+    workers.join_all()?;
     check_sum(&array.lock())?;
     // ANCHOR_END: locked
 
@@ -184,15 +190,15 @@ fn measure(args: &Args) -> anyhow::Result<()> {
 /// starting the workers and of their fresh pages, without any sharing.
 fn private_vecs(per_worker: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for worker in 0..WORKERS {
-        workers.push(fork_child(move || {
+        workers.fork(move || {
             let mine: Vec<f64> = numbers(worker, per_worker).collect();
             std::hint::black_box(mine); // keep the compiler from skipping the work
             0
-        })?);
+        })?;
     }
-    join_all(&workers)?;
+    workers.join_all()?;
     Ok(start.elapsed())
 }
 // ANCHOR_END: private_vecs
@@ -200,14 +206,14 @@ fn private_vecs(per_worker: usize) -> anyhow::Result<Duration> {
 // ANCHOR: pipe
 fn pipe_to_parent(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
     let start = Instant::now();
-    let (mut workers, mut readers) = (Vec::new(), Vec::new());
+    let (mut workers, mut readers) = (Children::new("worker"), Vec::new());
     for worker in 0..WORKERS {
         let (reader, mut writer) = std::io::pipe().context("create a pipe")?;
-        workers.push(fork_child(move || {
+        workers.fork(move || {
             let mine: Vec<f64> = numbers(worker, per_worker).collect();
             // The f64s as the bytes they are (bytemuck checks the cast): no serialising.
             writer.write_all(bytemuck::cast_slice(&mine)).context("send the numbers")
-        })?);
+        })?;
         readers.push(reader);
     }
     // Read before joining: a worker cannot exit until its last bytes are out of the pipe.
@@ -215,7 +221,7 @@ fn pipe_to_parent(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
     for (reader, part) in readers.iter_mut().zip(all.chunks_mut(per_worker)) {
         reader.read_exact(bytemuck::cast_slice_mut(part)).context("receive a worker's numbers")?;
     }
-    join_all(&workers)?;
+    workers.join_all()?;
     let time = start.elapsed();
     Ok((time, all.iter().sum()))
 }
@@ -225,17 +231,17 @@ fn pipe_to_parent(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
 fn array_locked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
     let start = Instant::now();
     let array = Array::<f64>::new(WORKERS * per_worker)?;
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for worker in 0..WORKERS {
-        workers.push(fork_child(|| {
+        workers.fork(|| {
             let first = worker * per_worker;
             for (i, x) in (first..).zip(numbers(worker, per_worker)) {
                 array.lock()[i] = x; // its own index range, but through the one lock
             }
             0
-        })?);
+        })?;
     }
-    join_all(&workers)?;
+    workers.join_all()?;
     let time = start.elapsed();
     let sum = array.lock().iter().sum();
     Ok((time, sum))

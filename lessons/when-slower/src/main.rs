@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use multiproc::proc::{check_alive, fork_child, join_all};
+use multiproc::proc::{Children, fork_child, join_all};
 use multiproc::queue::Queue;
 use multiproc::shm::Array;
 use plumbing::fault;
@@ -29,6 +29,7 @@ const LESSON: Lesson = Lesson {
             beside the cost model's parameters (start a process, a small message, move 1 MiB, \
             compute one item) and beside Python.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/when_slower.py"),
+    roles: &[],
 };
 
 /// The demo's job: items, and each item's image: CHANNELS x SIDE x SIDE f32 pixels.
@@ -41,10 +42,15 @@ const WORKERS: usize = 2;
 /// Steps of arithmetic per pixel: what makes a full-size item cost a few milliseconds.
 const ROUNDS: usize = 16;
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: serial
@@ -64,14 +70,14 @@ fn main() -> anyhow::Result<()> {
     let mine = share(0, WORKERS, ITEMS).len(); // worker 0's share: as many as any worker's
     println!("2. {WORKERS} worker processes make up to {mine} items each and put every image on a Queue");
     let mut results = Queue::new()?; // made before the fork: every worker inherits its pipe
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for worker in 0..WORKERS {
-        workers.push(fork_child(|| send_images(worker, WORKERS, ITEMS, PIXELS, &results))?);
+        workers.fork(|| send_images(worker, WORKERS, ITEMS, PIXELS, &results))?;
     }
     results.close(); // the parent puts nothing: get sees EOF once every worker is gone
     let mut images = vec![0f32; ITEMS * PIXELS];
     let got = receive_images(&results, ITEMS, PIXELS, &mut images)?; // get before join
-    join_all(&workers)?;
+    workers.join_all()?;
     ensure!(got == ITEMS, "got {got} of {ITEMS} images");
     println!("   the parent got {got} images ({} KiB through the pipe) and joined the workers", got * kib);
     let sum = checksum(&images, PIXELS);
@@ -317,9 +323,9 @@ fn pool_map(workers: usize, pixels: usize, images: &mut [f32]) -> anyhow::Result
     let items = images.len() / pixels;
     let tasks = Queue::new()?;
     let mut results = Queue::new()?;
-    let mut pids = Vec::new();
+    let mut pool = Children::new("pool worker");
     for _ in 0..workers {
-        pids.push(fork_child(|| pool_worker(&tasks, &results, pixels))?);
+        pool.fork(|| pool_worker(&tasks, &results, pixels))?;
     }
     results.close();
     // Keep a few tasks ahead of the results, never all of them: a parent that writes every
@@ -330,12 +336,9 @@ fn pool_map(workers: usize, pixels: usize, images: &mut [f32]) -> anyhow::Result
     (0..sent).try_for_each(task)?;
     let mut got = 0;
     while got < items {
-        // A worker that died would leave this loop waiting forever for its image: the
-        // others only wait for tasks. So wait a little at a time, and look.
-        let Some(message) = results.get_within(Duration::from_millis(100))? else {
-            check_alive(&pids)?;
-            continue;
-        };
+        // A worker that died would leave this loop waiting forever for its image (the others
+        // only wait for tasks), but a parent's `get` also ends when a child of its dies.
+        let message = results.get()?.context("every worker ended early")?;
         place(&message, pixels, images)?;
         got += 1;
         if sent < items {
@@ -346,7 +349,7 @@ fn pool_map(workers: usize, pixels: usize, images: &mut [f32]) -> anyhow::Result
     for _ in 0..workers {
         tasks.put(STOP)?; // one sentinel per worker
     }
-    join_all(&pids)?;
+    pool.join_all()?;
     ensure!(got == items, "got {got} of {items} images");
     Ok(())
 }
@@ -375,13 +378,13 @@ const STOP: &[u8] = b"";
 fn chunks_queue(workers: usize, pixels: usize, images: &mut [f32]) -> anyhow::Result<()> {
     let items = images.len() / pixels;
     let mut results = Queue::new()?;
-    let mut pids = Vec::new();
+    let mut pids = Children::new("worker");
     for worker in 0..workers {
-        pids.push(fork_child(|| send_images(worker, workers, items, pixels, &results))?);
+        pids.fork(|| send_images(worker, workers, items, pixels, &results))?;
     }
     results.close();
     let got = receive_images(&results, items, pixels, images)?;
-    join_all(&pids)?;
+    pids.join_all()?;
     ensure!(got == items, "got {got} of {items} images");
     Ok(())
 }
@@ -398,9 +401,9 @@ fn chunks_shm(workers: usize, pixels: usize, images: &mut Array<f32>) -> anyhow:
 /// 12 bytes, instead of the image. The parent gets the checksum, not the images.
 fn chunks_checksums(workers: usize, items: usize, pixels: usize) -> anyhow::Result<u64> {
     let mut results = Queue::new()?;
-    let mut pids = Vec::new();
+    let mut pids = Children::new("worker");
     for worker in 0..workers {
-        pids.push(fork_child(|| -> anyhow::Result<()> {
+        pids.fork(|| -> anyhow::Result<()> {
             let mut image = vec![0f32; pixels];
             for item in share(worker, workers, items) {
                 make(item, &mut image);
@@ -409,7 +412,7 @@ fn chunks_checksums(workers: usize, items: usize, pixels: usize) -> anyhow::Resu
                 results.put(&message)?;
             }
             Ok(())
-        })?);
+        })?;
     }
     results.close();
     let mut sum = 0u64;
@@ -419,7 +422,7 @@ fn chunks_checksums(workers: usize, items: usize, pixels: usize) -> anyhow::Resu
         let item = u32::from_le_bytes(message[..4].try_into()?) as usize;
         sum = sum.wrapping_add(weighted(item, u64::from_le_bytes(message[4..].try_into()?)));
     }
-    join_all(&pids)?;
+    pids.join_all()?;
     Ok(sum)
 }
 // ANCHOR_END: chunks

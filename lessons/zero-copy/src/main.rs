@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use ipc_channel::ipc;
-use multiproc::proc::{fork_child, join_all};
+use multiproc::proc::Children;
 use multiproc::shm::{Array, cast, cast_mut};
 use multiproc::wire::{recv, send};
 use ndarray::ArrayView2;
@@ -31,6 +31,7 @@ const LESSON: Lesson = Lesson {
             a shared view, into a private Vec, through a serialising channel and through a proxy \
             process one block at a time.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/zero_copy.py"),
+    roles: &[],
 };
 
 /// Child processes in the demonstration; numbered from 0.
@@ -40,10 +41,15 @@ const COLS: usize = 10;
 /// How many values each worker writes in sections 2 and 3: different, so offsets differ.
 const LENS: [usize; WORKERS] = [3, 5, 2, 4];
 
-fn main() -> anyhow::Result<()> {
-    let args = LESSON.args();
+fn main() -> std::process::ExitCode {
+    LESSON.run(lesson)
+}
+
+/// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
+/// failure in one line after stopping any child left running).
+fn lesson(args: &Args) -> anyhow::Result<()> {
     if args.measure {
-        return measure(&args);
+        return measure(args);
     }
 
     // ANCHOR: grid
@@ -203,17 +209,17 @@ fn check(values: &[f64], iterations: usize) -> anyhow::Result<()> {
 // ANCHOR: private_vec
 fn private_vec(n: usize, iterations: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let mut workers = Vec::new();
+    let mut workers = Children::new("worker");
     for _ in 0..MEASURE_WORKERS {
-        workers.push(fork_child(move || -> anyhow::Result<()> {
+        workers.fork(move || -> anyhow::Result<()> {
             let mut values = vec![0.0; n]; // this worker's own memory: nobody else sees it
             for it in 0..iterations {
                 fill(&mut values, it);
             }
             check(&values, iterations)
-        })?);
+        })?;
     }
-    join_all(&workers)?;
+    workers.join_all()?;
     Ok(start.elapsed())
 }
 // ANCHOR_END: private_vec
@@ -249,9 +255,9 @@ fn channel(n: usize, iterations: usize) -> anyhow::Result<Duration> {
         channels.push(ipc::channel::<Vec<f64>>().context("create an ipc-channel")?);
     }
     let start = Instant::now();
-    let (mut workers, mut receivers) = (Vec::new(), Vec::new());
+    let (mut workers, mut receivers) = (Children::new("worker"), Vec::new());
     for (tx, rx) in channels {
-        workers.push(fork_child(move || -> anyhow::Result<()> {
+        workers.fork(move || -> anyhow::Result<()> {
             for it in 0..iterations {
                 let mut values = vec![0.0; n];
                 fill(&mut values, it);
@@ -259,7 +265,7 @@ fn channel(n: usize, iterations: usize) -> anyhow::Result<Duration> {
                 tx.send(values).context("send the array")?;
             }
             Ok(())
-        })?);
+        })?;
         receivers.push(rx);
     }
     let mut last = Vec::new();
@@ -268,7 +274,7 @@ fn channel(n: usize, iterations: usize) -> anyhow::Result<Duration> {
             last = rx.recv().context("receive an array")?; // and back, one f64 at a time
         }
     }
-    join_all(&workers)?;
+    workers.join_all()?;
     let elapsed = start.elapsed();
     check(&last, iterations)?;
     Ok(elapsed)
@@ -278,12 +284,12 @@ fn channel(n: usize, iterations: usize) -> anyhow::Result<Duration> {
 // ANCHOR: proxy
 fn proxy(n: usize, iterations: usize) -> anyhow::Result<Duration> {
     let start = Instant::now();
-    let mut children = Vec::new();
+    let (mut proxies, mut workers) = (Children::new("proxy"), Children::new("worker"));
     for _ in 0..MEASURE_WORKERS {
         let (mut worker_end, proxy_end) = UnixStream::pair().context("create a socketpair")?;
         // The proxy owns the array; the worker only ever holds one block of it.
-        children.push(fork_child(move || serve(proxy_end, n, iterations))?);
-        children.push(fork_child(move || -> anyhow::Result<()> {
+        proxies.fork(move || serve(proxy_end, n, iterations))?;
+        workers.fork(move || -> anyhow::Result<()> {
             let mut block = vec![0.0; BLOCK];
             let mut request = Vec::with_capacity(size_of::<u64>() + BLOCK * size_of::<f64>());
             for it in 0..iterations {
@@ -300,9 +306,11 @@ fn proxy(n: usize, iterations: usize) -> anyhow::Result<Duration> {
                 }
             }
             Ok(())
-        })?);
+        })?;
     }
-    join_all(&children)?;
+    // A proxy that dies ends its worker's wait (EOF), and a worker that dies ends its proxy's.
+    workers.join_all()?;
+    proxies.join_all()?;
     Ok(start.elapsed())
 }
 
