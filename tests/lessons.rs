@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use plumbing::measure::{Record, parse_records};
-use supervisor::{Ending, Outcome, Run};
+use supervisor::{Ending, Moment, Outcome, Run};
 
 /// A supervised run of `program`, with its own TMPDIR and /dev/shm under the test target dir.
 fn run(program: &Path, args: &[&str], env: &[(&str, &str)], ending: Ending) -> Outcome {
@@ -185,10 +185,11 @@ fn ctrl_c(lesson: &str) -> Result<(), Failed> {
     // has a child: mid-run. The run must end by the interrupt, not by finishing, and leave
     // nothing. A fork is short (some lessons' children live for a millisecond), so the
     // watcher may miss every one: then the run says nothing about Ctrl-C, and is run again.
-    for ending in [Ending::CtrlCAtLine("1. "), Ending::CtrlCAtLine("2. "), Ending::CtrlCWhenForked] {
+    for ending in [Ending::CtrlCAtLine("1. "), Ending::CtrlCAtLine("2. "), Ending::CtrlCWhen(Moment::Forked)]
+    {
         let mut result = run(&binary(lesson), &[], &[], ending);
         for _ in 0..4 {
-            if result.interrupted || !matches!(ending, Ending::CtrlCWhenForked) {
+            if result.interrupted || !matches!(ending, Ending::CtrlCWhen(Moment::Forked)) {
                 break;
             }
             result = run(&binary(lesson), &[], &[], ending);

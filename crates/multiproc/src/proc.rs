@@ -118,6 +118,11 @@ pub fn fork_named<R: ChildExit>(name: &str, work: impl FnOnce() -> R) -> anyhow:
                 exit_now(1);
             }
             watched::forget_all(); // the parent's other children are not this process's
+            // Its name, as `ps` and /proc show it (the kernel keeps 15 bytes).
+            if let Ok(name) = std::ffi::CString::new(name.bytes().take(15).collect::<Vec<u8>>()) {
+                let _ = prctl::set_name(&name);
+            }
+            faults::started(name);
             // A panic prints one line, as Python prints a target's exception (no backtrace).
             std::panic::set_hook(Box::new(|panic| {
                 say(&format!("child pid {} {}", getpid(), one_line(panic)))
@@ -134,6 +139,12 @@ pub fn fork_named<R: ChildExit>(name: &str, work: impl FnOnce() -> R) -> anyhow:
 /// Wait for a child to end and return its exit code: Python's `join()` then `exitcode`.
 pub fn join(child: Pid) -> anyhow::Result<ExitCode> {
     watched::reap(child, true)?.with_context(|| format!("child {child} had not ended"))
+}
+
+/// [`join`] a child that must succeed: its exit code, 0, or an error that names it and says
+/// how it ended. (Python: `p.join()`, then `assert p.exitcode == 0`.)
+pub fn join_ok(child: Pid) -> anyhow::Result<ExitCode> {
+    join_all(&[child]).map(|()| ExitCode(0))
 }
 // ANCHOR_END: fork_child
 
@@ -182,6 +193,49 @@ fn one_line(panic: &std::panic::PanicHookInfo) -> String {
     match panic.location() {
         Some(at) => format!("panicked: {message} ({}:{}:{})", at.file(), at.line(), at.column()),
         None => format!("panicked: {message}"),
+    }
+}
+
+/// Places where a test may make a child fail on purpose: as it starts, and each time it is
+/// about to wait in one of the kit's waits (a queue's `get` or `put`, a lock, a `recv`). A
+/// test harness sets the hook (plumbing does, when `FORKLORE_FAULT` asks for it); without
+/// one, these places do nothing.
+pub mod faults {
+    use std::sync::{Mutex, OnceLock, PoisonError};
+
+    /// Where a child is: just started, or about to wait for what the string says.
+    #[derive(Clone, Copy, Debug)]
+    pub enum Point<'a> {
+        Start,
+        Wait(&'a str),
+    }
+
+    static HOOK: OnceLock<fn(&str, Point)> = OnceLock::new();
+    /// This process's name, if the kit forked it ("worker 1"); empty in the parent.
+    static NAME: Mutex<String> = Mutex::new(String::new());
+
+    /// Call `hook` with this process's name at every fault point (once per process).
+    pub fn set_hook(hook: fn(&str, Point)) {
+        let _ = HOOK.set(hook);
+    }
+
+    pub(super) fn started(name: &str) {
+        *NAME.lock().unwrap_or_else(PoisonError::into_inner) = name.to_string();
+        point(Point::Start);
+    }
+
+    /// A child about to wait for `what`.
+    pub(crate) fn waiting(what: &str) {
+        point(Point::Wait(what));
+    }
+
+    fn point(at: Point) {
+        if let Some(hook) = HOOK.get() {
+            let name = NAME.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            if !name.is_empty() {
+                hook(&name, at);
+            }
+        }
     }
 }
 
@@ -389,21 +443,32 @@ pub fn wait_ready(fd: BorrowedFd, events: PollFlags, waiting_for: &str) -> anyho
 }
 // ANCHOR_END: wait_ready
 
-/// The first of this process's unreaped children that has ended abnormally, and a
-/// description of it (`worker 1 (pid 4242) ended with exitcode -9 (SIGKILL)`), without
-/// reaping it: for an error message that names the child behind the trouble.
-pub fn first_failure() -> Option<(Pid, String)> {
+/// The child of this process that most recently ended abnormally, reaped or not, and a
+/// description of it (`worker 1 (pid 4242) ended with exitcode -9 (SIGKILL)`): for an error
+/// message that names the child behind the trouble.
+///
+/// A child that is dying is given up to `grace` to finish: its pipes and sockets close (and
+/// its parent may notice) a moment before the kernel can report how it ended.
+pub fn last_failure(grace: std::time::Duration) -> Option<(Pid, String)> {
     let mut known = watched::lock();
-    let pids: Vec<Pid> = known.iter().map(|k| k.pid).collect();
-    for pid in pids {
-        if let Ok(Some(code)) = watched::peek(&mut known, pid)
-            && code != ExitCode(0)
-        {
-            let name = known.iter().find(|k| k.pid == pid).map_or("child".into(), |k| k.name.clone());
-            return Some((pid, format!("{name} (pid {pid}) ended with exitcode {code}")));
+    {
+        let mut fds: Vec<PollFd> = known
+            .iter()
+            .filter(|k| k.ended.is_none())
+            .map(|k| PollFd::new(k.pidfd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if !fds.is_empty() {
+            let millis = u16::try_from(grace.as_millis()).unwrap_or(u16::MAX);
+            let _ = poll(&mut fds, PollTimeout::from(millis));
         }
     }
-    None
+    let pids: Vec<Pid> = known.iter().map(|k| k.pid).collect();
+    for pid in pids {
+        let _ = watched::peek(&mut known, pid); // an unreaped child's end is noticed now
+    }
+    drop(known);
+    let deaths = watched::deaths();
+    deaths.last().map(|(pid, name, code)| (*pid, format!("{name} (pid {pid}) ended with exitcode {code}")))
 }
 
 /// How many children this process forked with this module and has not reaped.
@@ -444,6 +509,20 @@ mod watched {
 
     static KNOWN: Mutex<Vec<Known>> = Mutex::new(Vec::new());
 
+    /// Children seen ending abnormally, in the order seen (kept after they are reaped).
+    static DEATHS: Mutex<Vec<(Pid, String, ExitCode)>> = Mutex::new(Vec::new());
+
+    fn died(k: &Known, code: ExitCode) {
+        let mut deaths = DEATHS.lock().unwrap_or_else(PoisonError::into_inner);
+        if code != ExitCode(0) && !deaths.iter().any(|(pid, ..)| *pid == k.pid) {
+            deaths.push((k.pid, k.name.clone(), code));
+        }
+    }
+
+    pub(super) fn deaths() -> Vec<(Pid, String, ExitCode)> {
+        DEATHS.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     pub(super) fn lock() -> MutexGuard<'static, Vec<Known>> {
         KNOWN.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -468,6 +547,7 @@ mod watched {
     /// In a new child: the parent's children are not this process's (their pidfds close).
     pub(super) fn forget_all() {
         lock().clear();
+        DEATHS.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     pub(super) fn all() -> Vec<Pid> {
@@ -498,7 +578,11 @@ mod watched {
             let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
             match waitid(Id::PIDFd(k.pidfd.as_fd()), flags) {
                 Ok(WaitStatus::StillAlive) => {}
-                Ok(status) => k.ended = Some(ExitCode::of(status)),
+                Ok(status) => {
+                    let code = ExitCode::of(status);
+                    died(k, code);
+                    k.ended = Some(code);
+                }
                 Err(Errno::ECHILD) => {
                     k.gone = true; // reaped behind our back
                     k.ended = Some(ExitCode(0));
@@ -536,8 +620,10 @@ mod watched {
         match status {
             Some(WaitStatus::StillAlive) => Ok(None),
             Some(status) => {
+                let code = ExitCode::of(status);
+                died(&known[at], code);
                 known.remove(at);
-                Ok(Some(ExitCode::of(status)))
+                Ok(Some(code))
             }
             None => {
                 let k = known.remove(at);

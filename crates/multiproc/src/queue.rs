@@ -69,6 +69,7 @@ impl Queue {
         if self.maxsize.is_some() {
             self.take_slot(); // before the lock: never hold it while waiting for room
         }
+        crate::proc::faults::waiting("room in a queue");
         let _turn = self.shared.0.lock(); // the whole message, or nothing, goes in
         send(&mut Watched(writer), message).context("write a message into the queue's pipe")
     }
@@ -79,6 +80,7 @@ impl Queue {
     /// if one of its children dies abnormally meanwhile (`proc::wait_ready`): the parent holds
     /// a write end itself, so no EOF would come.
     pub fn get(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        crate::proc::faults::waiting("a message from a queue");
         let _turn = self.shared.1.lock(); // read a whole message before anyone else reads
         let message = recv(&mut Watched(&self.reader)).context("read a message from the queue's pipe")?;
         if message.is_some() && self.maxsize.is_some() {

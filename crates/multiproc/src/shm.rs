@@ -243,6 +243,7 @@ impl<T: Plain> Value<T> {
 
     /// Python's `with v.get_lock(): v.value ...`: the value, for as long as the guard lives.
     pub fn lock(&self) -> Guard<'_, T> {
+        crate::proc::faults::waiting("a Value's lock");
         let lock = lock_of(&self.region).lock();
         // SAFETY: in bounds and aligned (DATA suits any Plain T; the region is page-aligned),
         // and any bytes are a valid T (Plain). Exclusive while the guard lives: in every
@@ -279,6 +280,7 @@ impl<T: Plain> Array<T> {
     /// Python's `with a.get_lock():` and `a[...]`: every value, to read or write, for as long
     /// as the guard lives. (Python's `lock=True` takes it for each `a[i]`.)
     pub fn lock(&self) -> Guard<'_, [T]> {
+        crate::proc::faults::waiting("an Array's lock");
         let lock = lock_of(&self.region).lock();
         // SAFETY: as for Value::lock, with `len` values from DATA on, all in the region.
         let values = unsafe { std::slice::from_raw_parts_mut(self.region.at(DATA).cast::<T>(), self.len) };

@@ -24,6 +24,7 @@ pub fn send(to: &mut impl Write, message: &[u8]) -> io::Result<()> {
 
 /// Receive one message, or `None` if the other side closed the stream between messages.
 pub fn recv(from: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    crate::proc::faults::waiting("a message"); // a test may end this process here (proc::faults)
     let mut header = [0u8; 4];
     let mut got = 0;
     while got < header.len() {

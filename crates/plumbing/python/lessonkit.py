@@ -16,16 +16,46 @@ and ends with:
 """
 
 import argparse
+import ctypes
 import json
+import multiprocessing
+import multiprocessing.util
 import os
+import signal
 import statistics
 import sys
 import time
 
 DEFAULT_RUNS = 5
+MAX_RUNS = 100  # as crates/plumbing/src/cli.rs: more would run for hours, and tell nothing new
 
 # The variable the tests set, as in crates/plumbing/src/varies.rs; read once, at import.
 MARK_VARYING = os.environ.get("FORKLORE_MARK_VARYING") == "1"
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_FORKING_PARENT = None  # the pid that is forking, kept for the child to check
+
+
+def _die_with_parent(parent):
+    """Ask the kernel to kill this process when its parent ends (PR_SET_PDEATHSIG), as the
+    Rust lessons' children do: no worker of a twin outlives it, however the twin ends. The
+    parent may have died already, before the request: then it would never come, so end now."""
+    _LIBC.prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _before_fork():
+    global _FORKING_PARENT
+    _FORKING_PARENT = os.getpid()
+
+
+# Every child this program forks (a Process, a Pool's worker, a Manager's server) dies with
+# its parent; so does a "spawn" child, which imports this module as it starts.
+os.register_at_fork(before=_before_fork, after_in_child=lambda: _die_with_parent(_FORKING_PARENT))
+if multiprocessing.parent_process() is not None:
+    _die_with_parent(multiprocessing.parent_process().pid)
 
 
 def run(about, demo, measure):
@@ -33,12 +63,28 @@ def run(about, demo, measure):
 
     Call it under `if __name__ == "__main__":` only: a "spawn" child (and a Manager's or a
     Pool's, under that start method) imports the lesson's file, and must not run the demo.
+
+    Ctrl-C ends it with one line on stderr and exit status 130. Its children (workers, a
+    Manager's server) are killed first, so that nothing at exit waits for one the same
+    Ctrl-C interrupted (a pool is terminated, never joined); then multiprocessing's own
+    clean-up runs (its temporary folder, its semaphores).
     """
     args = parse_args(about)
-    if args.measure:
-        measure(args)
-    else:
-        demo()
+    # multiprocessing makes a temporary folder (pymp-*) in the first process that needs one
+    # (a Manager's server, for its socket) and removes it when that process exits normally.
+    # Made here, it belongs to this process: every child forked later uses the same folder,
+    # and it is removed at our exit even when a child was killed before its own clean-up.
+    multiprocessing.util.get_temp_dir()
+    try:
+        if args.measure:
+            measure(args)
+        else:
+            demo()
+    except KeyboardInterrupt:
+        print(f"{os.path.basename(sys.argv[0])}: interrupted", file=sys.stderr, flush=True)
+        for child in multiprocessing.active_children():
+            child.kill()
+        sys.exit(130)
 
 
 def varies(value):
@@ -74,8 +120,8 @@ def parse_args(about):
     args = parser.parse_args()
     if args.runs is None:
         args.runs = 1 if args.quick else DEFAULT_RUNS
-    if args.runs < 1:
-        parser.error("--runs takes a whole number of 1 or more")
+    if not 1 <= args.runs <= MAX_RUNS:
+        parser.error(f"--runs takes a whole number from 1 to {MAX_RUNS}")
     return args
 
 

@@ -5,6 +5,7 @@
 
 use std::ffi::OsString;
 use std::process;
+use std::time::Duration;
 
 /// What a lesson says about itself in `--help`, and where its Python twin lives.
 pub struct Lesson {
@@ -61,8 +62,11 @@ impl Lesson {
     /// error is one line on stderr (naming the child that died, if one did): status 1.
     pub fn run(&self, lesson: impl FnOnce(&Args) -> anyhow::Result<()>) -> process::ExitCode {
         let args = self.args();
+        crate::fault::listen();
         let outcome = lesson(&args);
-        let failed = multiproc::proc::first_failure();
+        // If it failed, a child may be dying right now: a moment to say how it died.
+        let grace = if outcome.is_err() { Duration::from_millis(100) } else { Duration::ZERO };
+        let failed = multiproc::proc::last_failure(grace);
         let left = multiproc::proc::unreaped();
         multiproc::proc::stop_all();
         let line = match (outcome, left) {

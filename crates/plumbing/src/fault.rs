@@ -1,10 +1,17 @@
-//! Faults on purpose, for the tests: a lesson calls `fault::inject(worker)` once in each
-//! worker's loop, and with `FORKLORE_FAULT=panic:1` worker 1 panics there, with
-//! `FORKLORE_FAULT=kill:1` it dies of SIGKILL there. Without the variable it does nothing.
+//! Faults on purpose, for the tests. Without `FORKLORE_FAULT` nothing here does anything.
 //!
-//! tests/lessons.rs runs every lesson that calls it both ways, and checks that the parent
-//! says which child failed, exits non-zero, and leaves nothing behind.
+//! - Mid-work: a lesson calls `fault::inject(worker)` once in each worker's loop (holding
+//!   the lock, where there is one). With `FORKLORE_FAULT=panic:1` worker 1 panics there;
+//!   with `FORKLORE_FAULT=kill:1` it dies of SIGKILL there.
+//! - At a kit fault point (`multiproc::proc::faults`): `FORKLORE_FAULT=kill:NAME@start`
+//!   kills the child named NAME (`worker 0`, `server`) as it starts, and
+//!   `FORKLORE_FAULT=kill:NAME@wait` as it is about to wait in one of the kit's waits (a
+//!   queue's get or put, a Value's or an Array's lock, a recv). `Lesson::run` sets the hook.
+//!
+//! tests/lessons.rs and tests/faults.rs run the lessons so, and check that the parent says
+//! which child failed and how, exits with status 1 within 2 s, and leaves nothing behind.
 
+use multiproc::proc::faults::{self, Point};
 use nix::sys::signal::{Signal, raise};
 
 /// The variable the tests set.
@@ -23,5 +30,27 @@ pub fn inject(worker: usize) {
             let _ = raise(Signal::SIGKILL);
         }
         _ => {}
+    }
+}
+
+/// Listen at the kit's fault points, if `FORKLORE_FAULT` asks for one (`kill:NAME@start`,
+/// `kill:NAME@wait`). A name without a number also matches its number 0 (`worker`: `worker
+/// 0`), so every kind of child can be named the same way.
+pub fn listen() {
+    if std::env::var(VARIABLE).is_ok_and(|spec| spec.contains('@')) {
+        faults::set_hook(at_point);
+    }
+}
+
+fn at_point(name: &str, point: Point) {
+    let Ok(spec) = std::env::var(VARIABLE) else { return };
+    let Some((target, stage)) = spec.strip_prefix("kill:").and_then(|s| s.rsplit_once('@')) else { return };
+    let named = name == target || name == format!("{target} 0");
+    let now = matches!((stage, point), ("start", Point::Start) | ("wait", Point::Wait(_)));
+    if named && now {
+        // The tests time the lesson's reaction from this line.
+        let pid = nix::unistd::getpid();
+        multiproc::proc::say(&format!("fault: killing {name} (pid {pid}) at {stage}"));
+        let _ = raise(Signal::SIGKILL);
     }
 }

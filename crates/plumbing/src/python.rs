@@ -1,9 +1,11 @@
 //! Running a lesson's Python twin beside it, when a `python3` is there.
 
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
+use nix::sys::signal::{SigHandler, Signal, raise, signal};
 
 use crate::measure::{Record, parse_records};
 
@@ -23,14 +25,37 @@ pub fn measure(program: &str, runs: usize, quick: bool) -> anyhow::Result<Option
     let mut command = Command::new(&python);
     command.arg(program).args(["--measure", "--json", "--runs", &runs.to_string()]);
     command.env("PYTHONDONTWRITEBYTECODE", "1"); // no __pycache__ beside the lesson's source
+    // SAFETY: between fork and exec only async-signal-safe work may be done: one prctl and
+    // one sigaction, both async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            // The twin dies with the lesson, as the lesson's own children do (and its children
+            // die with it: lessonkit asks the same of every process it forks).
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // Ctrl-C is the twin's to handle: it stops its workers and cleans up (below, the
+            // lesson ignores it meanwhile; an ignored signal would stay ignored across exec).
+            signal(Signal::SIGINT, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
     if quick {
         command.arg("--quick");
     }
-    // Progress goes to our stderr as it comes; the records come back on stdout.
-    let output = command
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("run {} {program}", python.display()))?;
+    // Progress goes to our stderr as it comes; the records come back on stdout. While the
+    // twin runs, Ctrl-C (which the terminal sends to both) is left to the twin, as a shell
+    // does with the program it waits for: were the lesson to die first, the twin would die
+    // with it (SIGKILL, above) before it had cleaned up its own workers and files.
+    let output = {
+        let _ctrl_c = LeaveCtrlC::to_the_child()?;
+        command
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("run {} {program}", python.display()))?
+    };
+    if output.status.code() == Some(130) || output.status.signal() == Some(Signal::SIGINT as i32) {
+        // The twin was interrupted and has cleaned up: now the lesson ends as Ctrl-C ends it.
+        let _ = raise(Signal::SIGINT);
+    }
     if !output.status.success() {
         bail!("{} {program} --measure failed: {}", python.display(), output.status);
     }
@@ -39,4 +64,22 @@ pub fn measure(program: &str, runs: usize, quick: bool) -> anyhow::Result<Option
         bail!("{program} printed a case that is not \"impl\": \"python\": {}", r.case);
     }
     Ok(Some(records))
+}
+
+/// Ignores SIGINT in this process while it lives; puts the previous disposition back on drop.
+struct LeaveCtrlC(SigHandler);
+
+impl LeaveCtrlC {
+    fn to_the_child() -> anyhow::Result<LeaveCtrlC> {
+        // SAFETY: SigIgn installs no handler of ours, so nothing can run in signal context.
+        let previous = unsafe { signal(Signal::SIGINT, SigHandler::SigIgn) }.context("ignore SIGINT")?;
+        Ok(LeaveCtrlC(previous))
+    }
+}
+
+impl Drop for LeaveCtrlC {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is the disposition this process had before, put back as it was.
+        let _ = unsafe { signal(Signal::SIGINT, self.0) };
+    }
 }

@@ -37,6 +37,7 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, getpid};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// How long a run may take before it is killed: a debug build on a busy 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,9 +87,44 @@ pub enum Ending {
     /// Ctrl-C: SIGINT to the whole process group. (If no such line comes, the run ends by
     /// itself, and [`Outcome::interrupted`] says it was not interrupted.)
     CtrlCAtLine(&'static str),
-    /// As soon as the run's process has a child of its own (it has forked and not yet
-    /// reaped), the same Ctrl-C: mid-run, with children to clean up.
-    CtrlCWhenForked,
+    /// At `moment`, the same Ctrl-C: mid-run, with children to clean up.
+    CtrlCWhen(Moment),
+    /// At `moment`, SIGKILL to the run's process alone: what it started must die with it.
+    KillParentWhen(Moment),
+    /// SIGKILL to one descendant of the run: the first named `name`, or `name` and a number
+    /// (`worker` matches `worker 1`), at `stage`.
+    Kill(&'static str, Stage),
+}
+
+/// A moment in a run, for [`Ending::CtrlCWhen`] and [`Ending::KillParentWhen`].
+#[derive(Clone, Copy, Debug)]
+pub enum Moment {
+    /// The run's process has a child of its own (it has forked and not yet reaped).
+    Forked,
+    /// A descendant of the run is named this (the name the kernel keeps: `python3`, `worker
+    /// 1`), e.g. in the Python phase of `--measure`.
+    Named(&'static str),
+    /// A descendant so named has a child of its own.
+    NamedWithChild(&'static str),
+}
+
+/// When [`Ending::Kill`] kills.
+#[derive(Clone, Copy, Debug)]
+pub enum Stage {
+    /// As soon as it is seen.
+    Early,
+    /// Once it is seen asleep in the kernel (state S: blocked in a read, a write, a wait, a
+    /// lock), after it has lived a few milliseconds.
+    Blocked,
+}
+
+/// The descendant an [`Ending::Kill`] killed.
+#[derive(Clone, Debug)]
+pub struct Killed {
+    pub pid: i32,
+    pub name: String,
+    /// When the signal was sent.
+    pub at: Instant,
 }
 
 /// One supervised run: what to start, and how.
@@ -99,6 +135,8 @@ pub struct Run<'a> {
     ending: Ending,
     scratch: &'a Path,
     private_mounts: bool,
+    stderr_mark: Option<&'a str>,
+    grace: Duration,
 }
 
 /// What a run gave.
@@ -109,9 +147,15 @@ pub struct Outcome {
     pub stderr: String,
     /// Everything the run left behind: processes, files. Empty when it cleaned up.
     pub leftovers: Vec<String>,
-    /// Whether the Ctrl-C of [`Ending::CtrlCAtLine`] was sent (the line came, and the run
-    /// had not ended yet).
+    /// Whether the Ctrl-C of an ending was sent (the moment came, and the run had not ended
+    /// yet), or, for [`Ending::KillParentWhen`], the SIGKILL.
     pub interrupted: bool,
+    /// What an [`Ending::Kill`] killed, if the moment came.
+    pub killed: Option<Killed>,
+    /// When the run's process was reaped.
+    pub ended: Instant,
+    /// When the first line of stderr starting with the run's [`Run::mark_stderr`] came.
+    pub marked: Option<Instant>,
 }
 
 impl Outcome {
@@ -127,6 +171,13 @@ impl Outcome {
     pub fn ended_by_ctrl_c(&self) -> bool {
         self.interrupted && self.status.signal() == Some(Signal::SIGINT as i32)
     }
+
+    /// How long the run lasted after an [`Ending::Kill`] killed one of its processes, or
+    /// else after the marked line of stderr came.
+    pub fn after_kill(&self) -> Option<Duration> {
+        let at = self.killed.as_ref().map(|k| k.at).or(self.marked)?;
+        Some(self.ended.saturating_duration_since(at))
+    }
 }
 
 impl<'a> Run<'a> {
@@ -140,7 +191,23 @@ impl<'a> Run<'a> {
             ending: Ending::Natural,
             scratch,
             private_mounts: true,
+            stderr_mark: None,
+            grace: Duration::from_secs(3),
         }
+    }
+
+    /// How long, after the run's process ends, the processes it started may take to end
+    /// too before they count as left behind (3 s unless set: helpers such as Python's
+    /// resource tracker exit when their pipes close).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Note when a line of stderr starting with `prefix` comes (see [`Outcome::marked`]).
+    pub fn mark_stderr(mut self, prefix: &'a str) -> Self {
+        self.stderr_mark = Some(prefix);
+        self
     }
 
     pub fn args(mut self, args: &[&'a str]) -> Self {
@@ -184,10 +251,12 @@ impl<'a> Run<'a> {
             _ => None,
         };
         let stdout = drain_lines(child.stdout.take().expect("stdout is piped"), marker);
-        let stderr = drain(child.stderr.take().expect("stderr is piped"));
-        let watcher = matches!(self.ending, Ending::CtrlCWhenForked).then(|| {
+        let stderr_mark = self.stderr_mark.map(str::to_string);
+        let stderr = drain_marked(child.stderr.take().expect("stderr is piped"), stderr_mark);
+        let ending = self.ending;
+        let watcher = (!matches!(ending, Ending::Natural | Ending::CtrlCAtLine(_))).then(|| {
             let ctrl_c = Arc::clone(&ctrl_c);
-            thread::spawn(move || ctrl_c.when_forked())
+            thread::spawn(move || ctrl_c.watch(ending))
         });
 
         let mut leftovers = Vec::new();
@@ -205,13 +274,17 @@ impl<'a> Run<'a> {
         if let Some(watcher) = watcher {
             watcher.join().expect("the fork watcher");
         }
-        let interrupted = ctrl_c.state.lock().unwrap_or_else(|e| e.into_inner()).interrupted;
+        let ended = Instant::now();
+        let (interrupted, killed) = {
+            let state = ctrl_c.state.lock().unwrap_or_else(|e| e.into_inner());
+            (state.interrupted, state.killed.clone())
+        };
         // Children die with their parent (PDEATHSIG, or the Ctrl-C that reached the whole
         // group) a moment later, and helpers exit when their pipes close: give them that moment.
-        leftovers.extend(leftover_processes(Duration::from_secs(3), interrupted));
+        leftovers.extend(leftover_processes(self.grace, interrupted));
         // Only now: a leftover process may hold the output pipes open, and it has been killed.
         let stdout = stdout.join().expect("the stdout reader");
-        let stderr = stderr.join().expect("the stderr reader");
+        let (stderr, marked) = stderr.join().expect("the stderr reader");
         leftovers.extend(dirs.leftover_files(isolated));
         if !isolated {
             for entry in shm_entries(Path::new("/dev/shm")).difference(&shm_before) {
@@ -222,7 +295,7 @@ impl<'a> Run<'a> {
             }
         }
         dirs.remove();
-        Outcome { status, stdout, stderr, leftovers, interrupted }
+        Outcome { status, stdout, stderr, leftovers, interrupted, killed, ended, marked }
     }
 
     /// Start the run in a private mount namespace if this system permits one; else plainly.
@@ -356,6 +429,7 @@ struct CtrlC {
 struct RunState {
     reaped: bool,
     interrupted: bool,
+    killed: Option<Killed>,
 }
 
 impl CtrlC {
@@ -376,19 +450,139 @@ impl CtrlC {
         Some(status)
     }
 
-    /// Watch for the run's first child (a fork that has not been reaped yet), looking as
-    /// often as the machine lets a thread look, and interrupt then.
-    fn when_forked(&self) {
+    /// Watch the run's processes for the moment `ending` waits for, looking as often as the
+    /// machine lets a thread look, and act then (once).
+    fn watch(&self, ending: Ending) {
+        let mut seen: HashMap<i32, Instant> = HashMap::new();
         loop {
-            if self.state.lock().unwrap_or_else(|e| e.into_inner()).reaped {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.reaped {
                 return;
             }
-            if has_children(self.group) {
-                return self.interrupt();
+            let came = |moment: Moment| match moment {
+                Moment::Forked => has_children(self.group),
+                Moment::Named(name) => descendants(self.group).iter().any(|d| d.comm == name),
+                Moment::NamedWithChild(name) => descendants(self.group)
+                    .iter()
+                    .any(|d| d.comm == name && has_children(Pid::from_raw(d.pid))),
+            };
+            match ending {
+                Ending::CtrlCWhen(moment) if came(moment) => {
+                    drop(state);
+                    return self.interrupt();
+                }
+                Ending::KillParentWhen(moment) if came(moment) => {
+                    // Not reaped (checked under the lock): the pid is still the run's.
+                    let _ = kill(self.group, Signal::SIGKILL);
+                    state.interrupted = true;
+                    return;
+                }
+                Ending::Kill(name, stage) => {
+                    for d in descendants(self.group) {
+                        if !(d.comm == name || d.comm.strip_prefix(name).is_some_and(|n| n.starts_with(' ')))
+                        {
+                            continue;
+                        }
+                        let first = *seen.entry(d.pid).or_insert_with(Instant::now);
+                        let now = match stage {
+                            Stage::Early => d.state != 'Z',
+                            Stage::Blocked => d.state == 'S' && first.elapsed() >= Duration::from_millis(1),
+                        };
+                        if now && kill_exactly(&d) {
+                            state.killed = Some(Killed { pid: d.pid, name: d.comm, at: Instant::now() });
+                            return;
+                        }
+                    }
+                }
+                _ => {}
             }
+            drop(state);
             thread::yield_now();
         }
     }
+}
+
+/// A process under the run's own, from /proc.
+struct Descendant {
+    pid: i32,
+    comm: String,
+    state: char,
+    /// Its start time (clock ticks after boot): with the pid, it names the process.
+    started: u64,
+}
+
+/// Every process descended from `root` now: children, their children, and so on (of every
+/// thread: a Python pool's handler thread starts workers).
+fn descendants(root: Pid) -> Vec<Descendant> {
+    let mut found = Vec::new();
+    let mut todo = vec![root.as_raw()];
+    while let Some(pid) = todo.pop() {
+        let tasks =
+            std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().filter_map(|e| e.ok());
+        for task in tasks {
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else { continue };
+            for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+                if let Some(d) = describe(child) {
+                    found.push(d);
+                }
+                todo.push(child);
+            }
+        }
+    }
+    found
+}
+
+fn describe(pid: i32) -> Option<Descendant> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let comm = stat[open + 1..close].to_string();
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let started = fields.get(19)?.parse().ok()?; // field 22 of the whole line
+    Some(Descendant { pid, comm, state, started })
+}
+
+/// SIGKILL to `d` and to no other process: through a pidfd, opened and then checked to
+/// refer to the process seen (same pid, same start time), so a pid given meanwhile to
+/// another process is never signalled.
+fn kill_exactly(d: &Descendant) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, d.pid, 0) };
+    if fd < 0 {
+        return false;
+    }
+    // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if describe(d.pid).is_none_or(|now| now.started != d.started) {
+        return false;
+    }
+    let null = std::ptr::null::<libc::siginfo_t>();
+    // SAFETY: pidfd_send_signal takes a pidfd we own, a signal, no siginfo (null is allowed)
+    // and flags 0; it only sends the signal.
+    let sent =
+        unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, null, 0) };
+    sent == 0 && died_of_sigkill(d)
+}
+
+/// Whether the SIGKILL took: the process ended by it, not by exiting just before it came
+/// (its exit status, kept in /proc while it is a zombie). Gone already (reaped): taken.
+fn died_of_sigkill(d: &Descendant) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", d.pid)) else { return true };
+        let Some((_, rest)) = stat.rsplit_once(')') else { return true };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(19).and_then(|s| s.parse::<u64>().ok()) != Some(d.started) {
+            return true; // reaped, and its pid given to another process
+        }
+        if fields.first() == Some(&"Z") {
+            // Field 52 of the whole line: the status waitpid would report.
+            let status: i32 = fields.get(49).and_then(|s| s.parse().ok()).unwrap_or(0);
+            return status & 0x7f == libc::SIGKILL;
+        }
+        thread::yield_now();
+    }
+    true
 }
 
 /// Read a pipe to its end, by lines; interrupt the run when a line starts with `marker`.
@@ -414,11 +608,24 @@ fn drain_lines(
     })
 }
 
-fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+/// Read a pipe to its end, by lines; note when the first line starting with `mark` came.
+fn drain_marked(
+    pipe: impl Read + Send + 'static,
+    mark: Option<String>,
+) -> thread::JoinHandle<(String, Option<Instant>)> {
     thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = pipe.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
+        let (mut text, mut marked) = (String::new(), None);
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let piece = String::from_utf8_lossy(&line);
+            if marked.is_none() && mark.as_deref().is_some_and(|m| piece.starts_with(m)) {
+                marked = Some(Instant::now());
+            }
+            text.push_str(&piece);
+            line.clear();
+        }
+        (text, marked)
     })
 }
 
@@ -464,10 +671,10 @@ fn our_children() -> Vec<Orphan> {
     children
 }
 
-/// What the run left: a process still running after `grace` is an orphan. A zombie of a
-/// lesson binary is a child the lesson never waited for (unless the run was interrupted:
-/// then parent and children die together). A zombie of another program is a helper that
-/// exited by itself just after its parent, like Python's resource tracker: not a leak.
+/// What the run left: a process still running after `grace` is an orphan. A zombie is a
+/// child the run never waited for (unless the run was interrupted: then parent and children
+/// die together), except a Python helper that exited by itself just after its parent, like
+/// the resource tracker: not a leak.
 /// Every one of them is the run's (our child, under the one-run lock): killed and reaped.
 fn leftover_processes(grace: Duration, interrupted: bool) -> Vec<String> {
     let deadline = Instant::now() + grace;
@@ -479,7 +686,7 @@ fn leftover_processes(grace: Duration, interrupted: bool) -> Vec<String> {
             for child in &children {
                 if child.state != 'Z' {
                     found.push(format!("left a process running: pid {} ({})", child.pid, child.comm));
-                } else if !interrupted && child.comm.starts_with("lesson-") {
+                } else if !interrupted && !child.comm.starts_with("python") {
                     found.push(format!(
                         "left a zombie (never waited for): pid {} ({})",
                         child.pid, child.comm

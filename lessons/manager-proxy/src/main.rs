@@ -16,7 +16,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
-use multiproc::proc::{Children, ExitCode, fork_child, fork_child_closing, join};
+use multiproc::proc::{Children, ExitCode, fork_child, fork_named_closing, join, join_ok};
 use multiproc::shm::Array;
 use multiproc::wire::{recv, send};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -75,7 +75,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         println!("   child: appended Jeff 8");
         Ok(())
     })?;
-    println!("   joined the appending child, pid {child}: exitcode {}", join(child)?);
+    println!("   joined the appending child, pid {child}: exitcode {}", join_ok(child)?);
     let child = fork_child(|| {
         // One request brings a copy of the whole list: Python's `records[:]`.
         for (name, score) in manager.proxy(2).snapshot()? {
@@ -83,7 +83,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    println!("   joined the printing child, pid {child}: exitcode {}", join(child)?);
+    println!("   joined the printing child, pid {child}: exitcode {}", join_ok(child)?);
     // ANCHOR_END: classic
 
     // ANCHOR: dict
@@ -98,7 +98,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         println!("   child: get(\"missing\") = {:?}", scores.get("missing")?);
         Ok(())
     })?;
-    println!("   joined the child, pid {child}: exitcode {}", join(child)?);
+    println!("   joined the child, pid {child}: exitcode {}", join_ok(child)?);
     println!("   parent: get(\"round\") = {:?}", proxy.get("round")?);
     // ANCHOR_END: dict
 
@@ -208,7 +208,7 @@ impl Manager {
         }
         let records = records.to_vec(); // fork copies it into the server: Python pickles it
         // The server closes its copies of the clients' ends first, or it would never see EOF.
-        let server = fork_child_closing(&mut connections, move || serve(server_ends, records))?;
+        let server = fork_named_closing("server", &mut connections, move || serve(server_ends, records))?;
         // The server's ends went with the `move` closure: only the server holds them now.
         Ok(Manager { server, connections, exitcode: None })
     }
@@ -435,7 +435,7 @@ fn raw_round_trips(trips: u32) -> anyhow::Result<Duration> {
         ours.read_exact(&mut message).context("read the response")?;
     }
     let elapsed = start.elapsed();
-    ensure!(join(echo)? == ExitCode(0), "the echo child failed");
+    join_ok(echo)?;
     Ok(elapsed)
 }
 // ANCHOR_END: floor

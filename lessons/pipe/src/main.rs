@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use ipc_channel::IpcError;
 use ipc_channel::ipc;
-use multiproc::proc::{fork_child, fork_child_closing, join, join_all};
+use multiproc::proc::{fork_child, fork_child_closing, join_all, join_ok};
 use multiproc::wire::{recv, send};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use plumbing::{Args, Bench, Case, Lesson};
@@ -59,7 +59,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         let reply = reply.context("the child closed its end before replying")?;
         println!("   child replied: {}", String::from_utf8_lossy(&reply));
     }
-    println!("   joined child pid {child}: exitcode {}", join(child)?);
+    println!("   joined child pid {child}: exitcode {}", join_ok(child)?);
     // ANCHOR_END: duplex
 
     // ANCHOR: stream
@@ -94,7 +94,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         None => println!("   EOF: the child closed its end"),
         Some(_) => bail!("the child sent a second message"),
     }
-    println!("   joined child pid {child}: exitcode {}", join(child)?);
+    println!("   joined child pid {child}: exitcode {}", join_ok(child)?);
     // ANCHOR_END: eof
 
     // ANCHOR: forgot
@@ -104,7 +104,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let child = fork_child(|| send(&mut &writer, b"done").context("send done"))?;
     let message = recv(&mut reader).context("receive")?.context("no message came")?;
     println!("   parent read: {}", String::from_utf8_lossy(&message));
-    println!("   joined child pid {child}: exitcode {}", join(child)?);
+    println!("   joined child pid {child}: exitcode {}", join_ok(child)?);
     // The child is gone, and its write end with it. Wait for EOF, but only so long.
     if readable_within(&reader, PATIENCE_MS)? {
         bail!("EOF came although the parent holds the write end");
@@ -137,7 +137,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         count += 1;
     }
     println!("   EOF after {count} messages");
-    println!("   joined child pid {child}: exitcode {}", join(child)?);
+    println!("   joined child pid {child}: exitcode {}", join_ok(child)?);
     // ANCHOR_END: one_way
 
     // ANCHOR: typed
@@ -156,7 +156,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         Err(IpcError::Disconnected) => println!("   then recv: Disconnected (the child's sender is closed)"),
         other => bail!("expected Disconnected, got {other:?}"),
     }
-    println!("   joined child pid {child}: exitcode {}", join(child)?);
+    println!("   joined child pid {child}: exitcode {}", join_ok(child)?);
     // ANCHOR_END: typed
     Ok(())
 }

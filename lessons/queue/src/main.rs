@@ -14,10 +14,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use multiproc::proc::{Children, fork_child, join, join_all};
+use multiproc::proc::{Children, ExitCode, fork_child, join_all, join_ok, try_join};
 use multiproc::queue::Queue;
 use multiproc::shm::Shared;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use plumbing::fault;
 use plumbing::random_job::{self, FLOOR, WORKERS, array_unlocked, numbers, private_vec};
@@ -106,14 +105,17 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let queue = Queue::new()?;
     let child = fork_child(|| queue.put(&vec![1u8; BIG_MESSAGE]))?;
     // join() would wait forever here; wait PATIENCE instead, and look.
-    if !still_running_after(child, PATIENCE)? {
-        bail!("the child exited: its message of {} fit in the pipe", size(BIG_MESSAGE));
+    if let Some(code) = ended_within(child, PATIENCE)? {
+        bail!(
+            "the child (pid {child}) ended with exitcode {code} before the parent got its {}",
+            size(BIG_MESSAGE)
+        );
     }
     println!("   after {} ms the child is still running: join would wait forever", PATIENCE.as_millis());
     println!("   the child is blocked in put, writing into a full pipe that nobody reads");
     let message = queue.get()?.context("the queue ended before the message came")?;
     println!("   the fix, get first: got {} bytes", message.len());
-    println!("   then join: exitcode {}", join(child)?);
+    println!("   then join: exitcode {}", join_ok(child)?);
     // ANCHOR_END: deadlock
 
     // ANCHOR: bounded
@@ -143,7 +145,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         "   the parent got {BOUNDED_ITEMS} items; the child was never more than {most_ahead} puts ahead"
     );
     ensure!(most_ahead == i64::from(MAXSIZE), "the child got {most_ahead} puts ahead");
-    println!("   joined the child: exitcode {}", join(child)?);
+    println!("   joined the child: exitcode {}", join_ok(child)?);
     // ANCHOR_END: bounded
     Ok(())
 }
@@ -222,18 +224,18 @@ fn check(reports: &[Vec<u8>]) -> anyhow::Result<()> {
 // ANCHOR_END: check
 
 // ANCHOR: still_running
-/// Whether `child` is still running after `patience`: join with a timeout, looking every
-/// 10 ms (waitpid with WNOHANG returns at once if the child has not exited).
-fn still_running_after(child: Pid, patience: Duration) -> anyhow::Result<bool> {
+/// Join with a timeout: the child's exit code if it ends within `patience`, `None` if it is
+/// still running then. `try_join` reaps it if it has ended, and returns at once if not (it
+/// is `waitpid` with WNOHANG underneath): look every 10 ms.
+fn ended_within(child: Pid, patience: Duration) -> anyhow::Result<Option<ExitCode>> {
     let start = Instant::now();
     while start.elapsed() < patience {
-        let status = waitpid(child, Some(WaitPidFlag::WNOHANG)).context("look at the child (waitpid)")?;
-        if status != WaitStatus::StillAlive {
-            return Ok(false);
+        if let Some(code) = try_join(child).context("look at the child")? {
+            return Ok(Some(code));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(true)
+    Ok(None)
 }
 // ANCHOR_END: still_running
 

@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use multiproc::proc::{ExitCode, exit_now, fork_child, join, spawn_self};
+use anyhow::{Context, ensure};
+use multiproc::proc::{ExitCode, exit_now, fork_child, fork_named, join, spawn_self};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -64,7 +64,9 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         ForkResult::Parent { child } => {
             // join(): block until the child has ended, and read how it ended.
             let status = waitpid(child, None).context("wait for the child")?;
-            println!("   parent: joined child pid {child}, exitcode {}", ExitCode::of(status));
+            let code = ExitCode::of(status);
+            println!("   parent: joined child pid {child}, exitcode {code}");
+            ensure!(code == ExitCode(0), "the child that greets (pid {child}) ended with exitcode {code}");
         }
     }
     // ANCHOR_END: fork
@@ -77,15 +79,20 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     // A fresh process runs this program from the top, with `--child greet alice`.
     let mut child = spawn_self(&["greet", "alice"])?.spawn().context("start this program as a child")?;
     let status = child.wait().context("wait for the child")?;
-    println!("   parent: joined child pid {}, exitcode {}", child.id(), ExitCode::from(status));
+    let code = ExitCode::from(status);
+    println!("   parent: joined child pid {}, exitcode {code}", child.id());
+    ensure!(code == ExitCode(0), "the spawned child (pid {}) ended with exitcode {code}", child.id());
     // ANCHOR_END: spawn
 
     // ANCHOR: is_alive
     println!("3. is_alive, kill and terminate");
-    // This child waits forever, so it is surely alive when we ask.
-    let child = fork_child(wait_forever)?;
+    // This child waits forever, so it is surely alive when we ask. ("victim": it is here to
+    // be killed.)
+    let child = fork_named("victim", wait_forever)?;
     let mut exitcode = None; // Python's p.exitcode: None until we know how the child ended
-    println!("   child pid {child} waits forever: is_alive {}", is_alive(child, &mut exitcode)?);
+    let alive = is_alive(child, &mut exitcode)?;
+    println!("   child pid {child} waits forever: is_alive {alive}");
+    ensure!(alive, "the child (pid {child}) that waits forever ended with exitcode {exitcode:?}");
     kill(child, Signal::SIGKILL).context("kill the child")?; // p.kill()
     let code = join(child)?;
     exitcode = Some(code);
@@ -96,19 +103,25 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         other => anyhow::bail!("waitpid on a reaped child gave {other:?}, not ECHILD"),
     }
 
-    let child = fork_child(wait_forever)?;
+    let child = fork_named("victim", wait_forever)?;
     kill(child, Signal::SIGTERM).context("terminate the child")?; // p.terminate()
-    println!("   child pid {child} after terminate and join: exitcode {}", join(child)?);
+    let code = join(child)?;
+    println!("   child pid {child} after terminate and join: exitcode {code}");
+    ensure!(code == ExitCode(-15), "the terminated child (pid {child}) ended with exitcode {code}");
     // ANCHOR_END: is_alive
 
     // ANCHOR: exit_codes
     println!("4. exit codes");
     let child = fork_child(|| 3)?; // sys.exit(3)
-    println!("   a child that returns 3: exitcode {}", join(child)?);
+    let code = join(child)?;
+    println!("   a child that returns 3: exitcode {code}");
+    ensure!(code == ExitCode(3), "the child (pid {child}) that returns 3 ended with exitcode {code}");
     // fork_child catches the panic, prints one line about it on stderr (where Python prints
     // the traceback), and exits with 101.
     let child = fork_child(|| -> i32 { panic!("the child gave up") })?;
-    println!("   a child that panics: exitcode {}", join(child)?);
+    let code = join(child)?;
+    println!("   a child that panics: exitcode {code}");
+    ensure!(code == ExitCode(101), "the child (pid {child}) that panics ended with exitcode {code}");
     // ANCHOR_END: exit_codes
 
     // ANCHOR: two_sleepers
@@ -125,6 +138,11 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let second_code = join(second)?;
     let took = start.elapsed();
     println!("   exitcodes {first_code} and {second_code}");
+    ensure!(first_code == ExitCode(0), "the first sleeper (pid {first}) ended with exitcode {first_code}");
+    ensure!(
+        second_code == ExitCode(0),
+        "the second sleeper (pid {second}) ended with exitcode {second_code}"
+    );
     println!("   both joined after {}", plumbing::measure::duration(took.as_secs_f64()));
     // ANCHOR_END: two_sleepers
     Ok(())
