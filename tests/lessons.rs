@@ -210,15 +210,34 @@ fn options(lesson: &str) -> Result<(), Failed> {
         help.status.success() && help.stdout.contains("Usage:") && help.stdout.contains("--measure"),
         || format!("--help should print usage and exit 0: {}", help.describe()),
     )?;
-    for bad in [&["--bogus"][..], &["--runs", "0"], &["--json"], &["--measure", "--runs"]] {
+    // (The options, and what a refusal must say: a run count out of bounds names the bounds.)
+    let bounds = format!("from 1 to {}", plumbing::cli::MAX_RUNS);
+    let refused: [(&[&str], &str); 9] = [
+        (&["--bogus"], ""),
+        (&["--json"], ""),
+        (&["--measure", "--runs"], ""),
+        (&["--measure", "--runs", "0"], &bounds),
+        (&["--measure", "--runs", "101"], &bounds),
+        (&["--measure", "--runs", "1000000000000"], &bounds),
+        (&["--measure", "--runs", "18446744073709551615"], &bounds),
+        (&["--child", "bogus"], "--child"),
+        (&["--child"], ""),
+    ];
+    for (bad, says) in refused {
         let result = run(&binary(lesson), bad, &[], Ending::Natural);
         check(
             result.status.code() == Some(2)
                 && result.stdout.is_empty()
                 && result.stderr.lines().count() == 1
                 && result.stderr.starts_with(&format!("lesson-{lesson}: "))
+                && result.stderr.contains(says)
                 && result.leftovers.is_empty(),
-            || format!("{bad:?} should give one line on stderr and exit 2: {}", result.describe()),
+            || {
+                format!(
+                    "{bad:?} should give one line on stderr (saying {says:?}) and exit 2: {}",
+                    result.describe()
+                )
+            },
         )?;
     }
     Ok(())

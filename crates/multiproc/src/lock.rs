@@ -79,6 +79,21 @@ impl Drop for LockGuard<'_> {
 }
 // ANCHOR_END: lock
 
+impl Lock {
+    /// [`Lock::lock`], for a process whose children may take the lock too: if one of them
+    /// dies abnormally while this process waits, the wait ends with an error naming it
+    /// (`waiting_for` says what for), since a dead holder would never let go
+    /// (`proc::wait_futex`). In a process without children it is `lock`.
+    pub fn lock_watching(&self, waiting_for: &str) -> anyhow::Result<LockGuard<'_>> {
+        if self.state.value.compare_exchange(0, 1, Acquire, Relaxed).is_err() {
+            while self.state.value.swap(2, Acquire) != 0 {
+                crate::proc::wait_futex(&self.state, 2, waiting_for)?;
+            }
+        }
+        Ok(LockGuard { lock: self })
+    }
+}
+
 // ANCHOR: meet
 /// A meeting point in shared memory: each of `parties` processes adds itself to `arrived`
 /// (0 to start with) and waits until all have. It yields the CPU while it waits, so the

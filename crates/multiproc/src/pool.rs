@@ -173,14 +173,18 @@ impl<T: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Pool<T, R
         let tasks_done = &mut self.tasks_done;
         let failed = std::thread::scope(|scope| {
             let (finished, finished_rx) = mpsc::channel();
-            let feeder = scope.spawn(|| feed(workers, &tasks, finished_rx));
+            // A thread can fail to start (a process limit): an error, not a panic.
+            let feeder = std::thread::Builder::new()
+                .name("pool feeder".into())
+                .spawn_scoped(scope, || feed(workers, &tasks, finished_rx))
+                .context("start the pool's feeder thread")?;
             let read = read_results(workers, tasks.len(), chunksize, finished, tasks_done, &mut take);
             // On failure, kill every worker before joining the feeder: a write it is blocked in
             // then fails with EPIPE, so the join cannot hang.
             let failed = read.err().map(|failure| broken(workers, failure));
             let _ = feeder.join(); // its errors come from the dead worker that `failed` names
-            failed
-        });
+            anyhow::Ok(failed)
+        })?;
         if let Some(why) = failed {
             self.workers.clear(); // every worker has been reaped
             self.broken = Some(why.clone());

@@ -11,6 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::process::Command;
 
 use anyhow::Context;
+use linux_futex::{Futex, Shared};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::prctl;
@@ -196,18 +197,21 @@ fn one_line(panic: &std::panic::PanicHookInfo) -> String {
     }
 }
 
-/// Places where a test may make a child fail on purpose: as it starts, and each time it is
-/// about to wait in one of the kit's waits (a queue's `get` or `put`, a lock, a `recv`). A
+/// Places where a test may make a child fail on purpose: as it starts, each time it is
+/// about to wait in one of the kit's waits (a queue's `get` or `put`, a lock, a `recv`), and
+/// each time it has just taken one of the kit's locks (a Value's, an Array's, a queue's). A
 /// test harness sets the hook (plumbing does, when `FORKLORE_FAULT` asks for it); without
 /// one, these places do nothing.
 pub mod faults {
     use std::sync::{Mutex, OnceLock, PoisonError};
 
-    /// Where a child is: just started, or about to wait for what the string says.
+    /// Where a child is: just started, about to wait for what the string says, or holding
+    /// the lock it names.
     #[derive(Clone, Copy, Debug)]
     pub enum Point<'a> {
         Start,
         Wait(&'a str),
+        Holding(&'a str),
     }
 
     static HOOK: OnceLock<fn(&str, Point)> = OnceLock::new();
@@ -229,6 +233,11 @@ pub mod faults {
         point(Point::Wait(what));
     }
 
+    /// A child that has just taken `lock`.
+    pub(crate) fn holding(lock: &str) {
+        point(Point::Holding(lock));
+    }
+
     fn point(at: Point) {
         if let Some(hook) = HOOK.get() {
             let name = NAME.lock().unwrap_or_else(PoisonError::into_inner).clone();
@@ -240,12 +249,25 @@ pub mod faults {
 }
 
 /// Write `line` to stderr in one `write`: lines from several processes never run into each
-/// other (a write of up to 4 KiB to a pipe lands whole).
+/// other (a write of up to 4 KiB to a pipe lands whole). If this process left a line of
+/// stderr unfinished ([`line_open`]), the line starts on a new one.
 pub fn say(line: &str) {
-    let mut text = String::with_capacity(line.len() + 1);
+    let mut text = String::with_capacity(line.len() + 2);
+    if LINE_OPEN.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        text.push('\n');
+    }
     text.push_str(line);
     text.push('\n');
     let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// Whether this process has written the start of a line to stderr and not yet its end.
+static LINE_OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Say that this process has left a line of stderr unfinished (`measuring ...` while a case
+/// runs), or has finished it. Its children, forked meanwhile, know it too.
+pub fn line_open(open: bool) {
+    LINE_OPEN.store(open, std::sync::atomic::Ordering::Relaxed);
 }
 
 // ANCHOR: fork_child_closing
@@ -389,7 +411,7 @@ pub fn stop(children: &[Pid]) {
         watched::kill(child);
     }
     for &child in children {
-        let _ = watched::reap(child, true);
+        let _ = watched::reap_stopped(child);
     }
 }
 
@@ -427,19 +449,64 @@ pub fn wait_ready(fd: BorrowedFd, events: PollFlags, waiting_for: &str) -> anyho
         if fds[0].any().unwrap_or(false) {
             return Ok(true);
         }
-        let ended: Vec<usize> =
-            (1..fds.len()).filter(|&i| fds[i].any().unwrap_or(false)).map(|i| i - 1).collect();
-        let pids: Vec<Pid> = ended.iter().map(|&i| running[i].pid).collect();
+        let ended: Vec<Pid> =
+            (1..fds.len()).filter(|&i| fds[i].any().unwrap_or(false)).map(|i| running[i - 1].pid).collect();
         drop(fds);
-        for pid in pids {
-            let code = watched::peek(&mut known, pid)?;
-            if code != Some(ExitCode(0)) {
-                let name = known.iter().find(|k| k.pid == pid).map_or("child".into(), |k| k.name.clone());
-                let how = code.map_or("ended".to_string(), |c| format!("ended with exitcode {c}"));
-                anyhow::bail!("{name} (pid {pid}) {how} while this process waited for {waiting_for}");
-            }
+        fail_if_one_died(&mut known, ended, waiting_for)?;
+    }
+}
+// ANCHOR_END: wait_ready
+
+/// An error if one of `pids` (children whose pidfds were seen readable) ended abnormally.
+fn fail_if_one_died(known: &mut [watched::Known], pids: Vec<Pid>, waiting_for: &str) -> anyhow::Result<()> {
+    for pid in pids {
+        let code = watched::peek(known, pid)?;
+        if code != Some(ExitCode(0)) {
+            let name = known.iter().find(|k| k.pid == pid).map_or("child".into(), |k| k.name.clone());
+            let how = code.map_or("ended".to_string(), |c| format!("ended with exitcode {c}"));
+            anyhow::bail!("{name} (pid {pid}) {how} while this process waited for {waiting_for}");
         }
     }
+    Ok(())
+}
+
+/// How long a process with children sleeps on a futex before it looks at them again.
+const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Sleep while `futex` holds `expected`, as a lock or a semaphore does (one futex wait: it
+/// may end early, so the caller looks at the word again and loops), unless one of this
+/// process's children has died abnormally: then an error naming it. A lock that child held,
+/// or a slot it was to give back, would stay taken forever.
+///
+/// The kernel cannot sleep on a futex and a pidfd at once. So a process with children
+/// sleeps at most 20 ms at a time and looks at its children between sleeps; one without
+/// children sleeps until the word changes, as a plain futex wait does.
+pub fn wait_futex(futex: &Futex<Shared>, expected: u32, waiting_for: &str) -> anyhow::Result<()> {
+    let mut known = watched::lock();
+    let running: Vec<Pid> = known.iter().filter(|k| k.ended.is_none()).map(|k| k.pid).collect();
+    if running.is_empty() {
+        drop(known);
+        let _ = futex.wait(expected); // ends when the word changes, or spuriously
+        return Ok(());
+    }
+    let ended: Vec<Pid> = {
+        let mut fds: Vec<PollFd> = known
+            .iter()
+            .filter(|k| k.ended.is_none())
+            .map(|k| PollFd::new(k.pidfd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Err(Errno::EINTR) => Vec::new(),
+            other => {
+                other.context("look at the children (poll)")?;
+                (0..fds.len()).filter(|&i| fds[i].any().unwrap_or(false)).map(|i| running[i]).collect()
+            }
+        }
+    };
+    fail_if_one_died(&mut known, ended, waiting_for)?;
+    drop(known);
+    let _ = futex.wait_for(expected, LOOK_AGAIN);
+    Ok(())
 }
 // ANCHOR_END: wait_ready
 
@@ -505,6 +572,8 @@ mod watched {
         pub(super) ended: Option<ExitCode>,
         /// Reaped by someone else (a plain `waitpid`): nothing left to wait for or stop.
         pub(super) gone: bool,
+        /// Killed by this process (`stop`): how it ends is no failure of its own.
+        pub(super) stopped: bool,
     }
 
     static KNOWN: Mutex<Vec<Known>> = Mutex::new(Vec::new());
@@ -514,7 +583,7 @@ mod watched {
 
     fn died(k: &Known, code: ExitCode) {
         let mut deaths = DEATHS.lock().unwrap_or_else(PoisonError::into_inner);
-        if code != ExitCode(0) && !deaths.iter().any(|(pid, ..)| *pid == k.pid) {
+        if code != ExitCode(0) && !k.stopped && !deaths.iter().any(|(pid, ..)| *pid == k.pid) {
             deaths.push((k.pid, k.name.clone(), code));
         }
     }
@@ -540,7 +609,7 @@ mod watched {
         }
         // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        lock().push(Known { pid, name: name.to_string(), pidfd, ended: None, gone: false });
+        lock().push(Known { pid, name: name.to_string(), pidfd, ended: None, gone: false, stopped: false });
         Ok(())
     }
 
@@ -558,10 +627,13 @@ mod watched {
         lock().iter().find(|k| k.pid == pid).map_or_else(|| "child".to_string(), |k| k.name.clone())
     }
 
-    /// SIGKILL through the pidfd: that process, or nobody.
+    /// SIGKILL through the pidfd: that process, or nobody. Its death is this process's doing,
+    /// not a failure to report (one it had already died of is noted first).
     pub(super) fn kill(pid: Pid) {
-        let known = lock();
-        if let Some(k) = known.iter().find(|k| k.pid == pid) {
+        let mut known = lock();
+        let _ = peek(&mut known, pid);
+        if let Some(k) = known.iter_mut().find(|k| k.pid == pid) {
+            k.stopped = true;
             let null = std::ptr::null::<libc::siginfo_t>();
             // SAFETY: pidfd_send_signal takes a pidfd we own, a signal, no siginfo (null is
             // allowed) and flags 0; it only sends the signal.
@@ -593,9 +665,23 @@ mod watched {
         Ok(k.ended)
     }
 
-    /// Reap `pid` if it has ended (waiting for it if `block`): its exit code. A child this
-    /// module does not know (forked otherwise) is reaped by pid, as before pidfds.
+    /// Reap `pid` if it has ended (waiting for it if `block`): its exit code, which the
+    /// caller now knows (so `last_failure` no longer reports it). A child this module does
+    /// not know (forked otherwise) is reaped by pid, as before pidfds.
     pub(super) fn reap(pid: Pid, block: bool) -> anyhow::Result<Option<ExitCode>> {
+        let code = wait_and_reap(pid, block)?;
+        if code.is_some() {
+            DEATHS.lock().unwrap_or_else(PoisonError::into_inner).retain(|(p, ..)| *p != pid);
+        }
+        Ok(code)
+    }
+
+    /// Reap `pid`, just stopped by this process, waiting for it; how it died stays on record.
+    pub(super) fn reap_stopped(pid: Pid) -> anyhow::Result<Option<ExitCode>> {
+        wait_and_reap(pid, true)
+    }
+
+    fn wait_and_reap(pid: Pid, block: bool) -> anyhow::Result<Option<ExitCode>> {
         let mut flags = WaitPidFlag::WEXITED;
         if !block {
             flags |= WaitPidFlag::WNOHANG;
@@ -654,7 +740,7 @@ mod watched {
             };
             for pid in ready {
                 if pids.contains(&pid) {
-                    if let Some(code) = reap(pid, false)? {
+                    if let Some(code) = wait_and_reap(pid, false)? {
                         return Ok((pid, code));
                     }
                 } else {

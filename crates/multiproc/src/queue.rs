@@ -25,7 +25,7 @@ use linux_futex::{AsFutex, Futex, Shared as AcrossProcesses};
 use nix::poll::PollFlags;
 
 use crate::lock::Lock;
-use crate::proc::wait_ready;
+use crate::proc::{wait_futex, wait_ready};
 use crate::shm::Shared;
 use crate::wire::{recv, send};
 
@@ -67,10 +67,11 @@ impl Queue {
     pub fn put(&self, message: &[u8]) -> anyhow::Result<()> {
         let writer = self.writer.as_ref().context("put on a queue this process has closed")?;
         if self.maxsize.is_some() {
-            self.take_slot(); // before the lock: never hold it while waiting for room
+            self.take_slot()?; // before the lock: never hold it while waiting for room
         }
         crate::proc::faults::waiting("room in a queue");
-        let _turn = self.shared.0.lock(); // the whole message, or nothing, goes in
+        let _turn = self.shared.0.lock_watching("the queue's writers' lock")?; // the whole message, or nothing
+        crate::proc::faults::holding("the queue's writers' lock");
         send(&mut Watched(writer), message).context("write a message into the queue's pipe")
     }
 
@@ -81,7 +82,8 @@ impl Queue {
     /// a write end itself, so no EOF would come.
     pub fn get(&self) -> anyhow::Result<Option<Vec<u8>>> {
         crate::proc::faults::waiting("a message from a queue");
-        let _turn = self.shared.1.lock(); // read a whole message before anyone else reads
+        let _turn = self.shared.1.lock_watching("the queue's readers' lock")?; // a whole message, or nothing
+        crate::proc::faults::holding("the queue's readers' lock");
         let message = recv(&mut Watched(&self.reader)).context("read a message from the queue's pipe")?;
         if message.is_some() && self.maxsize.is_some() {
             self.give_slot();
@@ -96,15 +98,16 @@ impl Queue {
         self.shared.2.as_futex()
     }
 
-    /// Take a free slot, sleeping while there is none.
-    fn take_slot(&self) {
+    /// Take a free slot, sleeping while there is none (and, in a process with children,
+    /// not past the death of one: `proc::wait_futex`).
+    fn take_slot(&self) -> anyhow::Result<()> {
         let slots = self.slots();
         loop {
             let free = slots.value.load(Relaxed);
             if free == 0 {
-                let _ = slots.wait(0); // sleeps only if the word is still 0
+                wait_futex(slots, 0, "a free slot in a bounded queue")?; // sleeps only while it is 0
             } else if slots.value.compare_exchange(free, free - 1, Acquire, Relaxed).is_ok() {
-                return;
+                return Ok(());
             }
         }
     }

@@ -237,20 +237,26 @@ impl<T: Plain> Value<T> {
     pub fn new(initial: T) -> anyhow::Result<Value<T>> {
         ensure!(align_of::<T>() <= DATA, "{} needs more alignment than {DATA} bytes", name::<T>());
         let value = Value { region: Region::new(DATA + size_of::<T>())?, kind: PhantomData };
-        *value.lock() = initial;
+        *value.lock()? = initial;
         Ok(value)
     }
 
     /// Python's `with v.get_lock(): v.value ...`: the value, for as long as the guard lives.
-    pub fn lock(&self) -> Guard<'_, T> {
+    ///
+    /// Unlike Python's, it can fail, as `std::sync::Mutex::lock` can: in a process with
+    /// children, if one of them dies abnormally while this one waits for the lock, the
+    /// error names it (that child may hold the lock forever, its write half done). In a
+    /// process without children it waits as long as the lock is held.
+    pub fn lock(&self) -> anyhow::Result<Guard<'_, T>> {
         crate::proc::faults::waiting("a Value's lock");
-        let lock = lock_of(&self.region).lock();
+        let lock = lock_of(&self.region).lock_watching("a Value's lock")?;
+        crate::proc::faults::holding("a Value's lock");
         // SAFETY: in bounds and aligned (DATA suits any Plain T; the region is page-aligned),
         // and any bytes are a valid T (Plain). Exclusive while the guard lives: in every
         // process the value is reached only through a guard, which holds the lock, and no
         // guard is ever copied into another process (fork_child refuses while one lives).
         let value = unsafe { &mut *self.region.at(DATA).cast::<T>() };
-        Guard { _lock: lock, value, _held: held::Held::new() }
+        Ok(Guard { _lock: lock, value, _held: held::Held::new() })
     }
 }
 
@@ -278,13 +284,15 @@ impl<T: Plain> Array<T> {
     }
 
     /// Python's `with a.get_lock():` and `a[...]`: every value, to read or write, for as long
-    /// as the guard lives. (Python's `lock=True` takes it for each `a[i]`.)
-    pub fn lock(&self) -> Guard<'_, [T]> {
+    /// as the guard lives. (Python's `lock=True` takes it for each `a[i]`.) It fails as
+    /// [`Value::lock`] does.
+    pub fn lock(&self) -> anyhow::Result<Guard<'_, [T]>> {
         crate::proc::faults::waiting("an Array's lock");
-        let lock = lock_of(&self.region).lock();
+        let lock = lock_of(&self.region).lock_watching("an Array's lock")?;
+        crate::proc::faults::holding("an Array's lock");
         // SAFETY: as for Value::lock, with `len` values from DATA on, all in the region.
         let values = unsafe { std::slice::from_raw_parts_mut(self.region.at(DATA).cast::<T>(), self.len) };
-        Guard { _lock: lock, value: values, _held: held::Held::new() }
+        Ok(Guard { _lock: lock, value: values, _held: held::Held::new() })
     }
 }
 // ANCHOR_END: value_array
@@ -312,7 +320,8 @@ impl<T: Plain> Array<T> {
             }
             end = part.end;
         }
-        let _lock = lock_of(&self.region).lock(); // no Guard, anywhere, until every child is gone
+        // No Guard, anywhere, until every child is gone.
+        let _lock = lock_of(&self.region).lock_watching("an Array's lock")?;
         let values = self.region.at(DATA).cast::<T>();
         // Named "worker 0", "worker 1"...; on any way out (an error, a panic): stopped and reaped.
         let mut children = Children::new("worker");
@@ -420,7 +429,7 @@ mod tests {
     #[test]
     fn casts_are_checked() {
         let bytes = Array::<u8>::new(64).unwrap();
-        let mut all = bytes.lock();
+        let mut all = bytes.lock().unwrap();
         cast_mut::<f64>(&mut all, 8, 7).unwrap()[6] = 1.5;
         assert_eq!(cast::<f64>(&all, 56, 1).unwrap(), [1.5]);
         assert!(cast::<f64>(&all, 4, 1).unwrap_err().to_string().contains("cannot view offset 4"));
@@ -431,11 +440,11 @@ mod tests {
     #[test]
     fn value_array_and_shared() {
         let v = Value::new(2.5f64).unwrap();
-        *v.lock() += 1.0;
-        assert_eq!(*v.lock(), 3.5);
+        *v.lock().unwrap() += 1.0;
+        assert_eq!(*v.lock().unwrap(), 3.5);
         let a = Array::<u64>::new(10).unwrap();
-        a.lock()[9] += 10;
-        assert_eq!(a.lock()[..], [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]);
+        a.lock().unwrap()[9] += 10;
+        assert_eq!(a.lock().unwrap()[..], [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]);
         let shared = Shared::<(AtomicU32, Lock, [AtomicI64; 3])>::new().unwrap();
         let (count, lock, numbers) = &*shared;
         count.fetch_add(2, Ordering::Relaxed);
@@ -449,7 +458,7 @@ mod tests {
     fn guards_are_counted() {
         assert!(!held_here());
         let v = Value::new(1u32).unwrap();
-        let guard = v.lock();
+        let guard = v.lock().unwrap();
         assert!(held_here());
         drop(guard);
         assert!(!held_here());

@@ -6,11 +6,13 @@
 //! - [`machine`]: the machine a table was measured on (CPU, CPUs, OS, kernel, date).
 //! - [`python`]: running the lesson's Python twin for its rows of the table.
 //! - [`fault`]: faults on purpose, for the tests (a worker that panics or is killed).
+//! - [`ipc`]: ipc-channel made ready before a lesson forks (so that it cannot panic later).
 //! - [`random_job`]: the job two lessons measure (value-array and queue), written once.
 //! - [`varies`]: what varies from run to run, marked for the tests' snapshots.
 
 pub mod cli;
 pub mod fault;
+pub mod ipc;
 pub mod machine;
 pub mod measure;
 pub mod python;

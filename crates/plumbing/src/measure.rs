@@ -131,6 +131,7 @@ impl Bench {
     ) -> anyhow::Result<()> {
         eprint!("measuring {:<36}", case.name);
         let _ = std::io::stderr().flush();
+        multiproc::proc::line_open(true); // an error meanwhile starts on a line of its own
         if !self.quick {
             one_run()?; // warm-up: caches, page faults, lazy binding; not counted
         }
@@ -150,6 +151,7 @@ impl Bench {
             ops: case.ops,
             bytes: case.bytes,
         };
+        multiproc::proc::line_open(false);
         eprintln!(" {}/op", duration(record.per_op()));
         self.push(record);
         Ok(())

@@ -58,7 +58,7 @@ pub fn array_unlocked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
         0
     })?;
     let time = start.elapsed();
-    let sum = array.lock().iter().sum();
+    let sum = array.lock()?.iter().sum();
     Ok((time, sum))
 }
 // ANCHOR_END: array_unlocked

@@ -17,8 +17,14 @@
 //! - [`REDACTIONS`] say what varies from run to run (pids, measured times, and what a lesson
 //!   marks as varying), for comparing output with a snapshot.
 //!
+//! - A run can be given limits: how many processes and threads it may have at once (a pids
+//!   cgroup of its own, [`Run::max_pids`]) and how many files each may open
+//!   ([`Run::max_open_files`]), for testing what a program does when a fork, a thread or a
+//!   pipe is refused.
+//!
 //! It never forks to run Rust code: it starts programs with `std::process::Command`, whose
-//! only code between fork and exec is the mount namespace's few system calls.
+//! only code between fork and exec is a few system calls (the mount namespace's, joining the
+//! cgroup, setting the limit).
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
@@ -137,6 +143,8 @@ pub struct Run<'a> {
     private_mounts: bool,
     stderr_mark: Option<&'a str>,
     grace: Duration,
+    max_pids: Option<u32>,
+    max_open_files: Option<u64>,
 }
 
 /// What a run gave.
@@ -162,8 +170,8 @@ impl Outcome {
     /// The status, leftovers and output, for a failure message.
     pub fn describe(&self) -> String {
         format!(
-            "status {:?}, interrupted {}, leftovers {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.interrupted, self.leftovers, self.stdout, self.stderr
+            "status {:?}, interrupted {}, killed {:?}, leftovers {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.interrupted, self.killed, self.leftovers, self.stdout, self.stderr
         )
     }
 
@@ -193,6 +201,8 @@ impl<'a> Run<'a> {
             private_mounts: true,
             stderr_mark: None,
             grace: Duration::from_secs(3),
+            max_pids: None,
+            max_open_files: None,
         }
     }
 
@@ -225,6 +235,19 @@ impl<'a> Run<'a> {
         self
     }
 
+    /// At most `n` processes and threads in the run at once, its own process included: a
+    /// pids cgroup of its own (see [`PidsCgroup::available`]; panics where there is none).
+    pub fn max_pids(mut self, n: u32) -> Self {
+        self.max_pids = Some(n);
+        self
+    }
+
+    /// At most `n` open files in each process of the run (`ulimit -n`: RLIMIT_NOFILE).
+    pub fn max_open_files(mut self, n: u64) -> Self {
+        self.max_open_files = Some(n);
+        self
+    }
+
     /// Whether to try a private `/dev/shm` (the default). Without them, the run
     /// is checked as on a system that permits no mount namespace: for testing that path.
     pub fn private_mounts(mut self, try_them: bool) -> Self {
@@ -243,7 +266,8 @@ impl<'a> Run<'a> {
 
         let dirs = RunDirs::new(self.scratch);
         let shm_before = shm_entries(Path::new("/dev/shm"));
-        let (mut child, isolated) = self.spawn(&dirs);
+        let cgroup = self.max_pids.map(|n| PidsCgroup::new(n).unwrap_or_else(|why| panic!("{why}")));
+        let (mut child, isolated) = self.spawn(&dirs, cgroup.as_ref());
         let group = Pid::from_raw(child.id() as i32);
         let ctrl_c = Arc::new(CtrlC { group, state: Mutex::new(RunState::default()) });
         let marker = match self.ending {
@@ -295,14 +319,17 @@ impl<'a> Run<'a> {
             }
         }
         dirs.remove();
+        if let Some(cgroup) = cgroup {
+            leftovers.extend(cgroup.remove());
+        }
         Outcome { status, stdout, stderr, leftovers, interrupted, killed, ended, marked }
     }
 
     /// Start the run in a private mount namespace if this system permits one; else plainly.
-    fn spawn(&self, dirs: &RunDirs) -> (std::process::Child, bool) {
+    fn spawn(&self, dirs: &RunDirs, cgroup: Option<&PidsCgroup>) -> (std::process::Child, bool) {
         static ISOLATION: OnceLock<bool> = OnceLock::new();
         if self.private_mounts && *ISOLATION.get().unwrap_or(&true) {
-            match self.command(dirs, true).spawn() {
+            match self.command(dirs, true, cgroup).spawn() {
                 Ok(child) => {
                     ISOLATION.get_or_init(|| true);
                     return (child, true);
@@ -318,14 +345,32 @@ impl<'a> Run<'a> {
             }
         }
         let child = self
-            .command(dirs, false)
+            .command(dirs, false, cgroup)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
         (child, false)
     }
 
-    fn command(&self, dirs: &RunDirs, isolated: bool) -> Command {
+    fn command(&self, dirs: &RunDirs, isolated: bool, cgroup: Option<&PidsCgroup>) -> Command {
         let mut command = Command::new(self.program);
+        let procs = cgroup.map(|c| c.procs.clone());
+        let max_open_files = self.max_open_files;
+        if procs.is_some() || max_open_files.is_some() {
+            // SAFETY: between fork and exec only async-signal-safe work may be done: open,
+            // write and close of a path made before the fork, getpid, setrlimit; the pid is
+            // written out digit by digit into a buffer on the stack, allocating nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    if let Some(procs) = &procs {
+                        join_cgroup(procs)?;
+                    }
+                    if let Some(n) = max_open_files {
+                        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)?;
+                    }
+                    Ok(())
+                });
+            }
+        }
         command
             .args(&self.args)
             .env("TMPDIR", &dirs.tmp)
@@ -502,6 +547,103 @@ impl CtrlC {
     }
 }
 
+/// A pids cgroup of a run's own: at most `pids.max` processes and threads in it at once.
+/// Made fresh for each run, under this process's pid, and removed after it (only it).
+pub struct PidsCgroup {
+    dir: PathBuf,
+    /// `cgroup.procs` in it, as a C string made before any fork.
+    procs: CString,
+}
+
+impl PidsCgroup {
+    /// Where pids cgroups can be made here (cgroup v1's pids hierarchy, or v2's unified one
+    /// with the pids controller), or why not: one line, saying what it needs.
+    pub fn available() -> Result<PathBuf, String> {
+        let v1 = Path::new("/sys/fs/cgroup/pids");
+        let v2 = Path::new("/sys/fs/cgroup");
+        let root = if v1.join("cgroup.procs").exists() {
+            v1
+        } else if std::fs::read_to_string(v2.join("cgroup.controllers")).is_ok_and(|c| c.contains("pids")) {
+            // The controller must be on for the groups made under the root.
+            let control = v2.join("cgroup.subtree_control");
+            if !std::fs::read_to_string(&control).is_ok_and(|c| c.contains("pids")) {
+                let _ = std::fs::write(&control, "+pids");
+            }
+            v2
+        } else {
+            return Err("no pids cgroup controller here (/sys/fs/cgroup/pids or cgroup v2 with pids)".into());
+        };
+        let probe = root.join(format!("forklore-probe-{}", std::process::id()));
+        match std::fs::create_dir(&probe) {
+            Ok(()) => {
+                let has_max = probe.join("pids.max").exists();
+                let _ = std::fs::remove_dir(&probe);
+                if has_max {
+                    Ok(root.to_path_buf())
+                } else {
+                    Err(format!("{} has no pids.max in its groups", root.display()))
+                }
+            }
+            Err(e) => Err(format!("cannot make a cgroup in {} ({e}): run as root", root.display())),
+        }
+    }
+
+    fn new(max: u32) -> Result<PidsCgroup, String> {
+        static COUNT: AtomicU32 = AtomicU32::new(0);
+        let root = PidsCgroup::available()?;
+        let n = COUNT.fetch_add(1, Ordering::Relaxed);
+        let dir = root.join(format!("forklore-run-{}-{n}", std::process::id()));
+        let made =
+            std::fs::create_dir(&dir).and_then(|()| std::fs::write(dir.join("pids.max"), max.to_string()));
+        made.map_err(|e| format!("make the run's pids cgroup {}: {e}", dir.display()))?;
+        let procs =
+            CString::new(dir.join("cgroup.procs").as_os_str().as_bytes()).expect("a path without NUL");
+        Ok(PidsCgroup { dir, procs })
+    }
+
+    /// Remove the group (the run's processes are gone by now): what is left, if it cannot be.
+    fn remove(self) -> Option<String> {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10)); // the last ones are still being reaped
+        }
+        Some(format!("the run's cgroup {} still has processes", self.dir.display()))
+    }
+}
+
+/// Put the calling process into the cgroup whose `cgroup.procs` is `procs`: for the code
+/// between fork and exec, so async-signal-safe only (no allocation, no formatting).
+fn join_cgroup(procs: &CString) -> std::io::Result<()> {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut pid = getpid().as_raw() as u32;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    // SAFETY: open, write and close are async-signal-safe; `procs` is a valid C string, and
+    // `digits[at..]` lies within the buffer.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let wrote = libc::write(fd, digits[at..].as_ptr().cast(), digits.len() - at);
+        let error = std::io::Error::last_os_error();
+        libc::close(fd);
+        if wrote < 0 {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// A process under the run's own, from /proc.
 struct Descendant {
     pid: i32,
@@ -509,7 +651,12 @@ struct Descendant {
     state: char,
     /// Its start time (clock ticks after boot): with the pid, it names the process.
     started: u64,
+    /// Already on its way out (exiting by itself): a SIGKILL now would change nothing.
+    exiting: bool,
 }
+
+/// The kernel's flag for a process that has begun to exit (include/linux/sched.h).
+const PF_EXITING: u64 = 0x4;
 
 /// Every process descended from `root` now: children, their children, and so on (of every
 /// thread: a Python pool's handler thread starts workers).
@@ -539,7 +686,8 @@ fn describe(pid: i32) -> Option<Descendant> {
     let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
     let state = fields.first()?.chars().next()?;
     let started = fields.get(19)?.parse().ok()?; // field 22 of the whole line
-    Some(Descendant { pid, comm, state, started })
+    let flags: u64 = fields.get(6)?.parse().ok()?; // field 9: the kernel's PF_* flags
+    Some(Descendant { pid, comm, state, started, exiting: flags & PF_EXITING != 0 })
 }
 
 /// SIGKILL to `d` and to no other process: through a pidfd, opened and then checked to
@@ -553,7 +701,9 @@ fn kill_exactly(d: &Descendant) -> bool {
     }
     // SAFETY: the kernel just returned this descriptor, and nothing else owns it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    if describe(d.pid).is_none_or(|now| now.started != d.started) {
+    // Still the process seen, and not exiting by itself already (a kill that comes too late
+    // to change how it ends is no kill).
+    if describe(d.pid).is_none_or(|now| now.started != d.started || now.exiting) {
         return false;
     }
     let null = std::ptr::null::<libc::siginfo_t>();

@@ -239,7 +239,12 @@ impl Drop for Manager {
     /// The end of Python's `with Manager() as manager:`, also when an error returns early:
     /// no server is left behind.
     fn drop(&mut self) {
-        let _ = self.stop();
+        self.connections.clear();
+        if self.exitcode.is_none() {
+            // An early return. If the error was the server's death, join_ok keeps how it
+            // died on record, and the lesson's error line names it (plumbing's LESSON.run).
+            let _ = join_ok(self.server);
+        }
     }
 }
 // ANCHOR_END: manager
@@ -460,7 +465,7 @@ fn shared_writes(writes: u64) -> anyhow::Result<Duration> {
     let array = Array::<u64>::new(1024)?;
     let start = Instant::now();
     for i in 0..writes {
-        array.lock()[i as usize % 1024] = i;
+        array.lock()?[i as usize % 1024] = i;
     }
     Ok(start.elapsed())
 }

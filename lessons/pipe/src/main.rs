@@ -38,6 +38,7 @@ fn main() -> std::process::ExitCode {
 /// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
 /// failure in one line after stopping any child left running).
 fn lesson(args: &Args) -> anyhow::Result<()> {
+    plumbing::ipc::ready()?; // ipc-channel's first send must not be where it can panic
     if args.measure {
         return measure(args);
     }

@@ -216,8 +216,9 @@ fn measure(args: &Args) -> anyhow::Result<()> {
 
     bench.run(Case::new("fork_child+join").ops(forks).vs(FLOOR), || {
         for _ in 0..forks {
-            let code = join(fork_child(|| 0)?)?;
-            anyhow::ensure!(code == ExitCode(0), "a child exited with {code}");
+            let child = fork_child(|| 0)?;
+            let code = join(child)?;
+            anyhow::ensure!(code == ExitCode(0), "child pid {child} exited with {code}");
         }
         Ok(())
     })?;

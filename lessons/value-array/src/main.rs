@@ -61,20 +61,20 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         workers.fork(|| {
             for i in 0..ADDS {
                 // Python: `with counter.get_lock(): counter.value += 1`
-                let mut count = counter.lock();
+                let mut count = counter.lock()?;
                 if i == ADDS / 2 {
                     fault::inject(worker); // the tests make worker 1 die here, holding the lock
                 }
                 *count += 1;
             } // each guard is dropped at the end of its turn: the lock is let go
-            0
+            Ok(())
         })?;
     }
     // If a worker dies holding the lock, the others would wait for it forever:
     // join_all then kills them and says which worker failed.
     workers.join_all()?;
     println!("   joined {WORKERS} workers");
-    let count = *counter.lock();
+    let count = *counter.lock()?;
     println!("   final count: {count} (expected {WORKERS} x {ADDS} = {})", WORKERS as i64 * ADDS);
     ensure!(count == WORKERS as i64 * ADDS, "lost updates: the count is {count}");
     // ANCHOR_END: value
@@ -96,7 +96,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         }
         0
     })?; // returns once every child is joined: only then can the parent reach the values
-    show(&array.lock(), part_len)?; // the parent sees every part: the pages are shared
+    show(&array.lock()?, part_len)?; // the parent sees every part: the pages are shared
     // ANCHOR_END: unlocked
 
     // ANCHOR: locked
@@ -111,13 +111,13 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
                     fault::inject(worker);
                 }
                 // Python: `a[i] = i` on an Array made with lock=True
-                array.lock()[i] = i as f64;
+                array.lock()?[i] = i as f64;
             }
-            0
+            Ok(())
         })?;
     }
     workers.join_all()?;
-    check_sum(&array.lock())?;
+    check_sum(&array.lock()?)?;
     // ANCHOR_END: locked
 
     // ANCHOR: private
@@ -126,12 +126,12 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let shared = Value::new(0u8)?;
     let child = fork_child(|| {
         private[0] = MARK; // MAP_PRIVATE: this write copies the page, for this process only
-        *shared.lock() = MARK; // MAP_SHARED: the parent's page too
-        0
+        *shared.lock()? = MARK; // MAP_SHARED: the parent's page too
+        Ok(())
     })?;
     join_all(&[child])?;
     println!("   memmap2 map_anon (MAP_PRIVATE): the parent reads {}", private[0]);
-    println!("   multiproc::shm::Value (memfd, MAP_SHARED): the parent reads {}", *shared.lock());
+    println!("   multiproc::shm::Value (memfd, MAP_SHARED): the parent reads {}", *shared.lock()?);
     // ANCHOR_END: private
     Ok(())
 }
@@ -236,14 +236,14 @@ fn array_locked(per_worker: usize) -> anyhow::Result<(Duration, f64)> {
         workers.fork(|| {
             let first = worker * per_worker;
             for (i, x) in (first..).zip(numbers(worker, per_worker)) {
-                array.lock()[i] = x; // its own index range, but through the one lock
+                array.lock()?[i] = x; // its own index range, but through the one lock
             }
-            0
+            Ok(())
         })?;
     }
     workers.join_all()?;
     let time = start.elapsed();
-    let sum = array.lock().iter().sum();
+    let sum = array.lock()?.iter().sum();
     Ok((time, sum))
 }
 // ANCHOR_END: array_locked

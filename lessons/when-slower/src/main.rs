@@ -95,7 +95,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         write_images(worker, worker * per_worker, part, PIXELS)
     })?;
     println!("   joined the workers: {ITEMS} images ({} KiB) in place, 0 bytes through a pipe", ITEMS * kib);
-    let sum = checksum(&images.lock(), PIXELS);
+    let sum = checksum(&images.lock()?, PIXELS);
     println!("   checksum {sum:#018x}, the same as one process's: {}", sum == expected);
     ensure!(sum == expected, "the images in shared memory differ");
     // ANCHOR_END: shm
@@ -247,7 +247,7 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     let mibs = args.pick(64, 2);
     bench.run_timed(Case::new(MOVE).ops(mibs as u64).bytes((mibs * MIB) as u64), || move_mibs(mibs))?;
     let mut region = Array::<u8>::new(mibs * MIB)?;
-    region.lock().fill(0); // the pages exist; a new process must map them
+    region.lock()?.fill(0); // the pages exist; a new process must map them
     bench.run(Case::new(TOUCH).ops(mibs as u64).bytes((mibs * MIB) as u64), || touch_mibs(&mut region))?;
 
     // The job, every way. Each run's result is checked against one process's, untimed.
@@ -271,11 +271,11 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     for &workers in MEASURED_WORKERS {
         let mut shared = Array::<f32>::new(items * pixels)?;
         bench.run_timed(job(&format!("chunks + shared memory, {workers} workers")), || {
-            shared.lock().fill(0.0);
+            shared.lock()?.fill(0.0);
             let start = Instant::now();
             chunks_shm(workers, pixels, &mut shared)?;
             let time = start.elapsed();
-            ensure!(checksum(&shared.lock(), pixels) == expected, "the images differ from one process's");
+            ensure!(checksum(&shared.lock()?, pixels) == expected, "the images differ from one process's");
             Ok(time)
         })?;
     }

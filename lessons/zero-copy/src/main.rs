@@ -48,6 +48,7 @@ fn main() -> std::process::ExitCode {
 /// The lesson, top to bottom (plumbing's `run` parses its options first, and reports a
 /// failure in one line after stopping any child left running).
 fn lesson(args: &Args) -> anyhow::Result<()> {
+    plumbing::ipc::ready()?; // ipc-channel's first send must not be where it can panic
     if args.measure {
         return measure(args);
     }
@@ -68,7 +69,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     })?;
     // The parent lays a view of its own over the same pages: what the workers wrote is there.
     // A shape over the shared values: the same bytes, seen as rows and columns.
-    let values = array.lock();
+    let values = array.lock()?;
     let grid = ArrayView2::from_shape((WORKERS, COLS), &values[..]).context("view the grid")?;
     for (worker, row) in grid.outer_iter().enumerate() {
         println!("   worker {worker} wrote row {worker}: {}", show(row.iter()));
@@ -89,7 +90,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         end = values_at + len * size_of::<f64>();
     }
     let mut bytes = Array::<u8>::new(end)?; // zeroed bytes in shared memory
-    let mut all = bytes.lock();
+    let mut all = bytes.lock()?;
     for (worker, block) in blocks.iter().enumerate() {
         let Block { len_at, values_at, len } = *block;
         cast_mut::<u32>(&mut all, len_at, 1)?[0] = u32::try_from(len)?;
@@ -126,7 +127,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         }
         Ok(())
     })?;
-    let all = bytes.lock();
+    let all = bytes.lock()?;
     for (worker, block) in blocks.iter().enumerate() {
         let values = cast::<f64>(&all, block.values_at, block.len)?;
         println!("   worker {worker} wrote at byte {}: {}", block.values_at, show(values.iter()));
@@ -241,7 +242,7 @@ fn shared_view(arrays: &mut Array<f64>, n: usize, iterations: usize) -> anyhow::
     })?;
     let elapsed = start.elapsed();
     // Nothing was sent: the parent reads the workers' values where they wrote them.
-    for values in arrays.lock().chunks(n) {
+    for values in arrays.lock()?.chunks(n) {
         check(values, iterations)?;
     }
     Ok(elapsed)

@@ -3,7 +3,7 @@ use multiproc::shm::Array;
 
 fn main() -> anyhow::Result<()> {
     let mut array = Array::<f64>::new(8)?;
-    let values = array.lock();
+    let values = array.lock()?;
     array.fork_chunks(4, |_worker, part| {
         part.fill(1.0);
         0

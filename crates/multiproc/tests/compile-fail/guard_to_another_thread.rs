@@ -4,7 +4,7 @@ use multiproc::shm::Value;
 
 fn main() -> anyhow::Result<()> {
     let count: &'static Value<u64> = Box::leak(Box::new(Value::new(0)?));
-    let guard = count.lock();
+    let guard = count.lock()?;
     std::thread::spawn(move || drop(guard)).join().unwrap();
     Ok(())
 }

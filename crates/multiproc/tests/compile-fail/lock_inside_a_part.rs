@@ -5,7 +5,9 @@ use multiproc::shm::Array;
 fn main() -> anyhow::Result<()> {
     let mut array = Array::<f64>::new(8)?;
     array.fork_chunks(4, |_worker, part| {
-        part[0] = array.lock()[7];
+        if let Ok(values) = array.lock() {
+            part[0] = values[7];
+        }
         0
     })
 }
