@@ -518,7 +518,8 @@ pub fn wait_futex(futex: &Futex<Shared>, expected: u32, waiting_for: &str) -> an
 /// its parent may notice) a moment before the kernel can report how it ended.
 pub fn last_failure(grace: std::time::Duration) -> Option<(Pid, String)> {
     let mut known = watched::lock();
-    {
+    if watched::deaths().is_empty() {
+        // None seen yet: one may be dying now.
         let mut fds: Vec<PollFd> = known
             .iter()
             .filter(|k| k.ended.is_none())

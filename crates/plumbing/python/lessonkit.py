@@ -21,9 +21,11 @@ import json
 import multiprocessing
 import multiprocessing.util
 import os
+import shutil
 import signal
 import statistics
 import sys
+import threading
 import time
 
 DEFAULT_RUNS = 5
@@ -51,40 +53,72 @@ def _before_fork():
     _FORKING_PARENT = os.getpid()
 
 
+def _after_fork_in_child():
+    _die_with_parent(_FORKING_PARENT)
+    # The lesson's process keeps Ctrl-C for its watcher thread (see run); a child it forks
+    # lets Ctrl-C end it, quietly, as the terminal's Ctrl-C ends a Rust lesson's children.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 # Every child this program forks (a Process, a Pool's worker, a Manager's server) dies with
 # its parent; so does a "spawn" child, which imports this module as it starts.
-os.register_at_fork(before=_before_fork, after_in_child=lambda: _die_with_parent(_FORKING_PARENT))
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 if multiprocessing.parent_process() is not None:
     _die_with_parent(multiprocessing.parent_process().pid)
 
 
-def run(about, demo, measure):
+def run(about, demo, measure, own_temp_dir=False):
     """The lesson's main: `measure(args)` with --measure, else `demo()`.
 
     Call it under `if __name__ == "__main__":` only: a "spawn" child (and a Manager's or a
     Pool's, under that start method) imports the lesson's file, and must not run the demo.
 
-    Ctrl-C ends it with one line on stderr and exit status 130. Its children (workers, a
-    Manager's server) are killed first, so that nothing at exit waits for one the same
-    Ctrl-C interrupted (a pool is terminated, never joined); then multiprocessing's own
-    clean-up runs (its temporary folder, its semaphores).
+    Ctrl-C ends it with one line on stderr and exit status 130, and nothing left behind
+    (see `_on_ctrl_c`).
+
+    own_temp_dir: multiprocessing makes a temporary folder (pymp-*) in the first process
+    that needs one (a Manager's server, for its socket), and removes it when that process
+    exits normally; a server that is killed leaves it behind. With own_temp_dir, it is made
+    here: it belongs to the lesson's process, every child forked later uses the same folder,
+    and it is removed when the lesson ends, even when a child was killed.
     """
     args = parse_args(about)
-    # multiprocessing makes a temporary folder (pymp-*) in the first process that needs one
-    # (a Manager's server, for its socket) and removes it when that process exits normally.
-    # Made here, it belongs to this process: every child forked later uses the same folder,
-    # and it is removed at our exit even when a child was killed before its own clean-up.
-    multiprocessing.util.get_temp_dir()
-    try:
-        if args.measure:
-            measure(args)
-        else:
-            demo()
-    except KeyboardInterrupt:
-        print(f"{os.path.basename(sys.argv[0])}: interrupted", file=sys.stderr, flush=True)
-        for child in multiprocessing.active_children():
-            child.kill()
-        sys.exit(130)
+    if own_temp_dir:
+        multiprocessing.util.get_temp_dir()
+    # Ctrl-C goes to a thread of its own, which waits for nothing else: blocked here, before
+    # any other thread starts, it is blocked in every thread, and that one takes it (sigwait).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    threading.Thread(target=_on_ctrl_c, name="ctrl-c", daemon=True).start()
+    if args.measure:
+        measure(args)
+    else:
+        demo()
+
+
+def _on_ctrl_c():
+    """Wait for Ctrl-C, which the terminal sends to every process of the lesson at once;
+    then end the lesson: one line, its children killed, multiprocessing's temporary folder
+    removed, exit status 130 (as a shell reports Ctrl-C).
+
+    Not Python's KeyboardInterrupt, for two reasons. Python runs a signal's handler in the
+    main thread, between two steps of its code: a Ctrl-C that comes just as the main thread
+    goes to sleep in `pool.map()` waits until map returns, and map never returns when the
+    same Ctrl-C killed the workers. And unwinding runs the clean-up of what was interrupted:
+    a Pool's waits for the lock of its queue, which a killed worker may hold. A child forked
+    meanwhile (a Pool replacing a worker) dies with the lesson (see _die_with_parent).
+    """
+    signal.sigwait({signal.SIGINT})
+    print(f"{os.path.basename(sys.argv[0])}: interrupted", file=sys.stderr, flush=True)
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join()
+    temp = multiprocessing.process.current_process()._config.get("tempdir")
+    if temp:
+        shutil.rmtree(temp, ignore_errors=True)
+    sys.stdout.flush()
+    os._exit(130)
 
 
 def varies(value):

@@ -165,4 +165,4 @@ def demo():
 
 
 if __name__ == "__main__":
-    lessonkit.run(ABOUT, demo, measure)
+    lessonkit.run(ABOUT, demo, measure, own_temp_dir=True)  # the servers' sockets live there
