@@ -20,8 +20,10 @@
 //! - `kill-parent::<lesson>/<mode>`: SIGKILL to the lesson itself once it has a child, in the
 //!   default run and in `--measure --quick` with its Python twin; and, where python3 is, once
 //!   the twin runs: every process it started must die with it.
-//! - `ctrl-c-python::<lesson>`: SIGINT to the process group while the Python twin of
-//!   `--measure --quick` runs: everything ends, nothing is left.
+//! - `ctrl-c-measure::<lesson>`: SIGINT to the process group once `--measure --quick
+//!   --no-python` has forked (the demo's Ctrl-C is in tests/lessons.rs); and
+//!   `ctrl-c-python::<lesson>`, while the Python twin of `--measure --quick` runs: everything
+//!   ends, nothing is left.
 //! - `limits::<lesson>::<limit>/<mode>`: the lesson under a process limit (a pids cgroup)
 //!   and under a file-descriptor limit (`ulimit -n`), each set to every value from "not even
 //!   one child" up to the first that lets it finish: each run that cannot finish must fail
@@ -63,6 +65,8 @@ fn main() {
             Trial::test(name, move || kill_parent(&l, "measure", Moment::NamedWithChild("python3")))
                 .with_ignored_flag(!python),
         );
+        let l = lesson.clone();
+        trials.push(Trial::test(format!("ctrl-c-measure::{lesson}"), move || ctrl_c_measure(&l)));
         let l = lesson.clone();
         trials.push(
             Trial::test(format!("ctrl-c-python::{lesson}"), move || ctrl_c_python(&l))
@@ -291,6 +295,16 @@ fn kill_parent(lesson: &str, mode: &str, moment: Moment) -> Result<(), Failed> {
     check(outcome.interrupted && outcome.leftovers.is_empty(), || {
         format!(
             "SIGKILL to lesson-{lesson} ({mode}, {moment:?}): everything it started must die with it: {}",
+            outcome.describe()
+        )
+    })
+}
+
+fn ctrl_c_measure(lesson: &str) -> Result<(), Failed> {
+    let outcome = run(lesson, "measure", Ending::CtrlCWhen(Moment::Forked), None);
+    check(outcome.ended_by_ctrl_c() && outcome.leftovers.is_empty(), || {
+        format!(
+            "Ctrl-C in lesson-{lesson}'s --measure, once it has forked, must end everything, leaving nothing: {}",
             outcome.describe()
         )
     })

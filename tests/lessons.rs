@@ -8,13 +8,16 @@
 //!   (ignored where there is no python3);
 //! - `ctrl-c`: SIGINT to the whole process group mid-run (at a section's heading, and once
 //!   the lesson has a child) ends it by the signal, and leaves nothing;
-//! - `options`: `--help` works; a bad option is one line on stderr and exit status 2;
+//! - `options`: `--help` works; a bad option is one line on stderr and exit status 2: an
+//!   unknown one, a run count out of its bounds (saying them), `--child` with a role the
+//!   lesson does not have;
 //! - `measure`: `--measure --quick --json` prints valid records, one per line, whose cases
 //!   are the ones in the book's measured table, and leaves nothing behind;
 //! - `fault-panic`, `fault-kill`, for lessons whose workers call `plumbing::fault::inject`:
 //!   when worker 1 panics or is killed mid-run, the parent says which child failed and how,
 //!   each in one line (no backtrace, even with RUST_BACKTRACE=1), exits non-zero, never
-//!   hangs, and leaves nothing behind.
+//!   hangs, and leaves nothing behind. (Every kind of child killed at every stage, the
+//!   lesson killed, Ctrl-C in `--measure`, low limits: tests/faults.rs.)
 //!
 //! Review a changed snapshot with `cargo insta review` (or read the `.snap.new` beside it)
 //! before accepting it; `INSTA_UPDATE=always cargo test --test lessons` rewrites them all.
