@@ -13,8 +13,8 @@
 //!   queue's readers' or writers' lock: the others that want it would wait forever). The
 //!   fourth, `blocked`, is a kill from outside, once the child is seen asleep in the kernel
 //!   (in a read, a write, a wait, a lock). The lesson must end within 2 s of the kill, with
-//!   status 1, its last line on stderr naming the killed process (its pid) and SIGKILL, and
-//!   nothing left behind. Where no child of that kind reaches that stage in that mode, the
+//!   status 1, its last line on stderr naming the killed process (its kind and its pid) and
+//!   SIGKILL, and nothing left behind. Where no child of that kind reaches that stage in that mode, the
 //!   trial is ignored and says so. (Killed mid-work, holding a lock of the lesson's own:
 //!   tests/lessons.rs, `fault-kill` and `fault-panic`.)
 //! - `kill-parent::<lesson>/<mode>`: SIGKILL to the lesson itself once it has a child, in the
@@ -260,13 +260,14 @@ fn kill_child(lesson: &str, kind: &str, stage: &str, mode: &str) -> Result<Compl
         after <= WITHIN
             && outcome.status.code() == Some(1)
             && last.contains(&format!("pid {victim}"))
+            && last.contains(kind)
             && last.contains("SIGKILL")
             && !outcome.stderr.contains("thread '")
             && outcome.leftovers.is_empty(),
         || {
             format!(
                 "{kind} (pid {victim}) killed at {stage}: the lesson should end within {WITHIN:?} (it took \
-                 {after:?}), with status 1 and a last line naming pid {victim} and SIGKILL, leaving nothing: {}",
+                 {after:?}), with status 1 and a last line naming the {kind}, pid {victim} and SIGKILL, leaving nothing: {}",
                 outcome.describe()
             )
         },

@@ -131,9 +131,10 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
         0
     };
     let start = Instant::now();
-    // Start both before joining either: they sleep at the same time.
-    let first = fork_child(nap)?;
-    let second = fork_child(nap)?;
+    // Start both before joining either: they sleep at the same time. (fork_named is
+    // fork_child with a name, Python's Process(name=...): errors say "sleeper".)
+    let first = fork_named("sleeper", nap)?;
+    let second = fork_named("sleeper", nap)?;
     let first_code = join(first)?;
     let second_code = join(second)?;
     let took = start.elapsed();
