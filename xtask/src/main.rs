@@ -5,6 +5,9 @@
 //! - `cargo xtask measure [LESSON...] [--runs N]`: run every lesson's (or the named ones')
 //!   `--measure --json` in release mode on this machine, and write its records and its
 //!   table, stamped with machine and date, under book/src/measured/.
+//! - `cargo xtask exercises`: write the book's pages of exercises from their manifests
+//!   (`exercises/<lesson>/exercises.toml`): each chapter's Exercises section and each
+//!   lesson's solutions page (crates/ex/src/book.rs).
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -14,10 +17,12 @@ use plumbing::measure::parse_records;
 const USAGE: &str = "\
 Usage: cargo xtask book
        cargo xtask measure [LESSON...] [--runs N]
+       cargo xtask exercises
 
   book      build the book into book/build (open book/build/index.html)
   measure   re-measure lessons in release mode on this machine and regenerate their
-            tables under book/src/measured/ (all lessons unless some are named)";
+            tables under book/src/measured/ (all lessons unless some are named)
+  exercises write the book's exercise sections and solutions pages from the manifests";
 
 fn main() -> ExitCode {
     match run() {
@@ -65,8 +70,21 @@ fn run() -> Result<(), Problem> {
     match command.as_str() {
         "book" => book(),
         "measure" => measure(lessons, runs),
+        "exercises" => exercises(),
         other => Err(Problem::Usage(format!("unknown command {other:?}"))),
     }
+}
+
+fn exercises() -> Result<(), Problem> {
+    let root = forklore::root();
+    let all = ex::manifest::all(root).map_err(|e| Problem::Failed(format!("{e:#}")))?;
+    for (path, text) in ex::book::pages(root, &all) {
+        let fail = |e: std::io::Error| Problem::Failed(format!("write {}: {e}", path.display()));
+        std::fs::create_dir_all(path.parent().expect("a page in a folder")).map_err(fail)?;
+        std::fs::write(&path, text).map_err(fail)?;
+        println!("wrote {}", path.strip_prefix(root).unwrap_or(&path).display());
+    }
+    Ok(())
 }
 
 fn book() -> Result<(), Problem> {

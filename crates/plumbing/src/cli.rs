@@ -62,28 +62,7 @@ impl Lesson {
     /// error is one line on stderr (naming the child that died, if one did): status 1.
     pub fn run(&self, lesson: impl FnOnce(&Args) -> anyhow::Result<()>) -> process::ExitCode {
         let args = self.args();
-        crate::fault::listen();
-        let outcome = lesson(&args);
-        // If it failed, a child may be dying right now: a moment to say how it died.
-        let grace = if outcome.is_err() { Duration::from_millis(100) } else { Duration::ZERO };
-        let failed = multiproc::proc::last_failure(grace);
-        let left = multiproc::proc::unreaped();
-        multiproc::proc::stop_all();
-        let line = match (outcome, left) {
-            (Ok(()), 0) => return process::ExitCode::SUCCESS,
-            (Ok(()), n) => format!("{}: left {n} children unreaped: stopped and reaped them", self.package()),
-            (Err(error), _) => {
-                let mut line = format!("{}: {error:#}", self.package());
-                if let Some((pid, child)) = failed
-                    && !line.contains(&format!("pid {pid}"))
-                {
-                    line.push_str(&format!(" ({child})"));
-                }
-                line
-            }
-        };
-        multiproc::proc::say(&line);
-        process::ExitCode::FAILURE
+        run_program(&self.package(), &args, lesson)
     }
 
     /// Parse this process's arguments; on `--help` print help and exit 0, on a bad
@@ -177,6 +156,74 @@ impl Lesson {
             args.runs = 1;
         }
         Ok(Parsed::Run(args))
+    }
+}
+
+/// The end of every lesson's and exercise's `main`: call `program` with `args` (the kit's
+/// fault points listening if a test asks); if it fails, stop and reap every child it left,
+/// and print its error as one line, `label: error` (naming the child that died, if one did).
+fn run_program(
+    label: &str,
+    args: &Args,
+    program: impl FnOnce(&Args) -> anyhow::Result<()>,
+) -> process::ExitCode {
+    crate::fault::listen();
+    let outcome = program(args);
+    // If it failed, a child may be dying right now: a moment to say how it died.
+    let grace = if outcome.is_err() { Duration::from_millis(100) } else { Duration::ZERO };
+    let failed = multiproc::proc::last_failure(grace);
+    let left = multiproc::proc::unreaped();
+    multiproc::proc::stop_all();
+    let line = match (outcome, left) {
+        (Ok(()), 0) => return process::ExitCode::SUCCESS,
+        (Ok(()), n) => format!("{label}: left {n} children unreaped: stopped and reaped them"),
+        (Err(error), _) => {
+            let mut line = format!("{label}: {error:#}");
+            if let Some((pid, child)) = failed
+                && !line.contains(&format!("pid {pid}"))
+            {
+                line.push_str(&format!(" ({child})"));
+            }
+            line
+        }
+    };
+    multiproc::proc::say(&line);
+    process::ExitCode::FAILURE
+}
+
+/// An exercise (`exercises/<lesson>/`): a small program on the kit, with a lesson's options
+/// and error lines, and no Python twin. Its `main` is `EXERCISE.run(exercise)`.
+pub struct Exercise {
+    /// The lesson it belongs to.
+    pub lesson: &'static str,
+    /// Its name, kebab-case: `cargo ex <lesson>/<name>` checks it.
+    pub name: &'static str,
+    /// What it does, for `--help`.
+    pub about: &'static str,
+}
+
+impl Exercise {
+    /// Run the exercise as [`Lesson::run`] runs a lesson; its error lines start with
+    /// `<lesson>/<name>: `.
+    pub fn run(&self, exercise: impl FnOnce(&Args) -> anyhow::Result<()>) -> process::ExitCode {
+        let label = format!("{}/{}", self.lesson, self.name);
+        let as_lesson = Lesson { name: self.lesson, about: self.about, python: "", roles: &[] };
+        let args = match as_lesson.parse(std::env::args_os().skip(1)) {
+            Ok(Parsed::Run(args)) => args,
+            Ok(Parsed::Help) => {
+                print!(
+                    "{label}: {}\n\nUsage: cargo ex {label}    (checks it; see `cargo ex help`)\n\n\
+                     Options: --measure [--json] [--runs N] [--quick], -h/--help\n",
+                    self.about
+                );
+                process::exit(0);
+            }
+            Err(message) => {
+                eprintln!("{label}: {message} (try --help)");
+                process::exit(2);
+            }
+        };
+        run_program(&label, &args, exercise)
     }
 }
 

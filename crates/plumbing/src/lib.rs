@@ -19,6 +19,6 @@ pub mod python;
 pub mod random_job;
 pub mod varies;
 
-pub use cli::{Args, Lesson};
+pub use cli::{Args, Exercise, Lesson};
 pub use measure::{Bench, Case};
 pub use varies::varies;

@@ -45,6 +45,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, getpid};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+pub mod stuck;
+
 /// How long a run may take before it is killed: a debug build on a busy 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -67,18 +69,23 @@ static ONE_CHILD_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// The binary `package` of the Cargo workspace at `manifest`, built once per process (dev
 /// profile), under the same lock as runs: a build's processes are never taken for leftovers.
 pub fn build(manifest: &Path, package: &str) -> PathBuf {
+    build_bin(manifest, package, package)
+}
+
+/// [`build`], for the program `bin` of `package` (a package with several).
+pub fn build_bin(manifest: &Path, package: &str, bin: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     built
-        .entry(package.to_string())
+        .entry(format!("{package}/{bin}"))
         .or_insert_with(|| {
             let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
             let run = escargot::CargoBuild::new()
                 .package(package)
-                .bin(package)
+                .bin(bin)
                 .manifest_path(manifest)
                 .run()
-                .unwrap_or_else(|e| panic!("cargo build -p {package} failed: {e}"));
+                .unwrap_or_else(|e| panic!("cargo build -p {package} --bin {bin} failed: {e}"));
             run.path().to_path_buf()
         })
         .clone()
@@ -145,6 +152,23 @@ pub struct Run<'a> {
     grace: Duration,
     max_pids: Option<u32>,
     max_open_files: Option<u64>,
+    timeout: Duration,
+    stuck_after: Option<Duration>,
+}
+
+/// A run that did not end by itself: every process asleep waiting for the others (stuck), or
+/// still going at the timeout. Seen before anything was killed.
+#[derive(Debug, Clone)]
+pub struct Hang {
+    /// How long it had been stuck (every process asleep, no CPU used), or had run.
+    pub after: Duration,
+    /// Stuck (all asleep, waiting for each other), rather than timed out.
+    pub stuck: bool,
+    /// Each process, where it slept and the pipe and socket ends it held; then each pipe and
+    /// who held its ends (see [`stuck::report`]).
+    pub report: String,
+    /// The processes as seen.
+    pub processes: Vec<stuck::Sleeper>,
 }
 
 /// What a run gave.
@@ -160,6 +184,8 @@ pub struct Outcome {
     pub interrupted: bool,
     /// What an [`Ending::Kill`] killed, if the moment came.
     pub killed: Option<Killed>,
+    /// If the run hung (see [`Run::stuck_after`]) or timed out: what it waited for.
+    pub hang: Option<Hang>,
     /// When the run's process was reaped.
     pub ended: Instant,
     /// When the first line of stderr starting with the run's [`Run::mark_stderr`] came.
@@ -203,6 +229,8 @@ impl<'a> Run<'a> {
             grace: Duration::from_secs(3),
             max_pids: None,
             max_open_files: None,
+            timeout: TIMEOUT,
+            stuck_after: None,
         }
     }
 
@@ -239,6 +267,21 @@ impl<'a> Run<'a> {
     /// pids cgroup of its own (see [`PidsCgroup::available`]; panics where there is none).
     pub fn max_pids(mut self, n: u32) -> Self {
         self.max_pids = Some(n);
+        self
+    }
+
+    /// Kill the run if it has not ended after `timeout` ([`TIMEOUT`] unless set), and say so
+    /// in [`Outcome::hang`], with what its processes were waiting for.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Kill the run once every process of it has slept for `quiet` waiting for something (not
+    /// a timed sleep) without using any CPU: it waits for itself, and nothing will wake it.
+    /// [`Outcome::hang`] then says who waited where, and who held which pipe ends.
+    pub fn stuck_after(mut self, quiet: Duration) -> Self {
+        self.stuck_after = Some(quiet);
         self
     }
 
@@ -285,13 +328,35 @@ impl<'a> Run<'a> {
 
         let mut leftovers = Vec::new();
         let started = Instant::now();
+        let (mut hang, mut quiet_since, mut looked) = (None, None::<(Instant, u64)>, started);
         let status = loop {
             if let Some(status) = ctrl_c.try_reap(&mut child) {
                 break status;
             }
-            if started.elapsed() > TIMEOUT {
-                leftovers.push(format!("timed out after {TIMEOUT:?}: killed"));
+            if hang.is_none() && started.elapsed() > self.timeout {
+                let processes = stuck::snapshot(group);
+                let report = stuck::report(&processes);
+                hang = Some(Hang { after: started.elapsed(), stuck: false, report, processes });
+                leftovers.push(format!("timed out after {:?}: killed", self.timeout));
                 let _ = killpg(group, Signal::SIGKILL);
+            }
+            if let Some(quiet) = self.stuck_after
+                && hang.is_none()
+                && looked.elapsed() >= Duration::from_millis(50)
+            {
+                looked = Instant::now();
+                let processes = stuck::snapshot(group);
+                match (stuck::all_waiting(&processes), quiet_since) {
+                    (Some(cpu), Some((since, then))) if cpu == then => {
+                        if since.elapsed() >= quiet {
+                            let report = stuck::report(&processes);
+                            hang = Some(Hang { after: since.elapsed(), stuck: true, report, processes });
+                            let _ = killpg(group, Signal::SIGKILL);
+                        }
+                    }
+                    (Some(cpu), _) => quiet_since = Some((Instant::now(), cpu)),
+                    (None, _) => quiet_since = None,
+                }
             }
             thread::sleep(Duration::from_millis(2));
         };
@@ -322,7 +387,7 @@ impl<'a> Run<'a> {
         if let Some(cgroup) = cgroup {
             leftovers.extend(cgroup.remove());
         }
-        Outcome { status, stdout, stderr, leftovers, interrupted, killed, ended, marked }
+        Outcome { status, stdout, stderr, leftovers, interrupted, killed, hang, ended, marked }
     }
 
     /// Start the run in a private mount namespace if this system permits one; else plainly.

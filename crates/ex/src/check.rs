@@ -1,0 +1,226 @@
+//! Checking an exercise's program, the way the tests check the lessons: as a child process
+//! group under the supervisor (its own TMPDIR and /dev/shm, a timeout, everything it leaves
+//! behind found), never forked inside this process. One failure at a time, the first in this
+//! order, in words a learner can act on:
+//!
+//! 1. hang: the program must end by itself. It is stopped as soon as every one of its
+//!    processes sleeps waiting for the others without using the CPU (or at the timeout), and
+//!    the report says who waited where and who held which pipe ends.
+//! 2. leak: it must leave nothing: no process, zombie, file or shared-memory segment.
+//! 3. race: with `race_runs`, that many runs, with the CPUs kept busy meanwhile, must all
+//!    succeed ("17 of 20 runs right").
+//! 4. output: it must exit 0 and print what the solution prints (pids, times and what the
+//!    program marks as varying redacted, as the lessons' snapshots are).
+//! 5. fault: with each of `faults` (`kill:1`: worker 1 dies of SIGKILL where it calls `fault::inject`), it must end
+//!    at once, with status 1, saying so in its last line, and leave nothing.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use regex::Regex;
+use supervisor::{Outcome, REDACTIONS, Run};
+
+use crate::manifest::{Exercise, Kind};
+
+/// How long a run may take at most; a stuck one is stopped much sooner.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long every process of a run must sleep, waiting, with no CPU used, to count as stuck.
+pub const STUCK: Duration = Duration::from_millis(1500);
+
+/// What a check found.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Every check passed; what the race check saw, if there was one.
+    Pass { race: Option<(u32, u32)> },
+    /// The first check that failed, and what to tell the learner.
+    Fail { kind: Kind, message: String },
+}
+
+impl Verdict {
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            Verdict::Pass { .. } => None,
+            Verdict::Fail { kind, .. } => Some(*kind),
+        }
+    }
+}
+
+fn fail(kind: Kind, message: impl Into<String>) -> Verdict {
+    Verdict::Fail { kind, message: message.into() }
+}
+
+/// Check `binary`, a build of `exercise` (the learner's, the starter or the solution), against
+/// `expected`, what the solution prints (redacted). `scratch` holds each run's own folders.
+pub fn check(exercise: &Exercise, binary: &Path, expected: &str, scratch: &Path) -> Verdict {
+    let outcome = run(binary, scratch, None);
+    if let Some(verdict) = hang_or_leak(&outcome, "") {
+        return verdict;
+    }
+    let mut race = None;
+    if let Some(runs) = exercise.race_runs {
+        let right = race_runs(binary, scratch, runs, &outcome);
+        match right {
+            Err(verdict) => return verdict,
+            Ok(right) => race = Some((right, runs)),
+        }
+    }
+    if !outcome.status.success() {
+        return fail(
+            Kind::Output,
+            format!("it exited with {}: {}", status(&outcome), last_line(&outcome.stderr)),
+        );
+    }
+    let got = redact(&outcome.stdout);
+    if got != expected {
+        return fail(Kind::Output, difference(expected, &got));
+    }
+    for fault in &exercise.faults {
+        if let Some(verdict) = survives(binary, scratch, fault) {
+            return verdict;
+        }
+    }
+    Verdict::Pass { race }
+}
+
+fn run(binary: &Path, scratch: &Path, fault: Option<&str>) -> Outcome {
+    let run = Run::new(binary, scratch)
+        .env("FORKLORE_MARK_VARYING", "1")
+        .env("RUST_BACKTRACE", "0")
+        .timeout(TIMEOUT)
+        .stuck_after(STUCK)
+        .grace(Duration::from_millis(500));
+    match fault {
+        Some(spec) => run.env("FORKLORE_FAULT", spec).go(),
+        None => run.go(),
+    }
+}
+
+/// The hang or the leak of one run, if any. `during` says what the run was ("with worker 1
+/// killed").
+fn hang_or_leak(outcome: &Outcome, during: &str) -> Option<Verdict> {
+    if let Some(hang) = &outcome.hang {
+        let what = if hang.stuck {
+            format!(
+                "it never ended{during}: after {:.1} s, every process of it was asleep, waiting, and none used the CPU.\n\
+                 What each waited for, and who held which pipe ends:\n{}",
+                hang.after.as_secs_f64(),
+                hang.report
+            )
+        } else {
+            format!("it was still running{during} after {TIMEOUT:?}. Its processes then:\n{}", hang.report)
+        };
+        return Some(fail(Kind::Hang, what));
+    }
+    if !outcome.leftovers.is_empty() {
+        return Some(fail(
+            Kind::Leak,
+            format!("it left something behind{during}:\n  {}", outcome.leftovers.join("\n  ")),
+        ));
+    }
+    None
+}
+
+/// `runs` runs (the first is `first`), with the CPUs kept busy meanwhile so that processes
+/// are preempted at more places: how many succeeded, or a hang or leak that one of them had.
+fn race_runs(binary: &Path, scratch: &Path, runs: u32, first: &Outcome) -> Result<u32, Verdict> {
+    let busy = AtomicBool::new(true);
+    let mut right = u32::from(first.status.success());
+    let mut wrong_said = (!first.status.success()).then(|| last_line(&first.stderr));
+    std::thread::scope(|scope| {
+        // One spinning thread: with the program's own processes, more work than CPUs.
+        scope.spawn(|| {
+            while busy.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        });
+        let result = (|| {
+            for _ in 1..runs {
+                let outcome = run(binary, scratch, None);
+                if let Some(verdict) = hang_or_leak(&outcome, " (on a later run)") {
+                    return Err(verdict);
+                }
+                if outcome.status.success() {
+                    right += 1;
+                } else if wrong_said.is_none() {
+                    wrong_said = Some(last_line(&outcome.stderr));
+                }
+            }
+            Ok(())
+        })();
+        busy.store(false, Ordering::Relaxed);
+        result
+    })?;
+    if right < runs {
+        let said = wrong_said.unwrap_or_default();
+        return Err(fail(Kind::Race, format!("{right} of {runs} runs right; a wrong one said: {said}")));
+    }
+    Ok(right)
+}
+
+/// One run with `FORKLORE_FAULT=spec`: `None` if it failed as it should.
+fn survives(binary: &Path, scratch: &Path, spec: &str) -> Option<Verdict> {
+    let what = match spec.split_once(':') {
+        Some(("kill", worker)) => format!("with worker {worker} killed (SIGKILL) at its fault point"),
+        Some(("panic", worker)) => format!("with worker {worker} panicking at its fault point"),
+        _ => format!("with FORKLORE_FAULT={spec}"),
+    };
+    let outcome = run(binary, scratch, Some(spec));
+    if let Some(Verdict::Fail { message, .. }) = hang_or_leak(&outcome, &format!(" {what}")) {
+        return Some(fail(Kind::Fault, message));
+    }
+    let last = last_line(&outcome.stderr);
+    let says = if spec.starts_with("kill") { "SIGKILL" } else { "panicked" };
+    if outcome.status.code() != Some(1) || !last.contains(says) {
+        return Some(fail(
+            Kind::Fault,
+            format!(
+                "{what}, it should end with status 1 and a last line that says {says} and which \
+                 worker: it exited with {}, saying: {last}",
+                status(&outcome)
+            ),
+        ));
+    }
+    None
+}
+
+/// Stdout as the checks compare it: pids, measured times and marked values redacted.
+pub fn redact(stdout: &str) -> String {
+    let mut text = stdout.to_string();
+    for (pattern, replacement) in REDACTIONS {
+        text = Regex::new(pattern).expect("a valid redaction").replace_all(&text, replacement).into_owned();
+    }
+    text
+}
+
+fn status(outcome: &Outcome) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (outcome.status.code(), outcome.status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        _ => format!("{:?}", outcome.status),
+    }
+}
+
+fn last_line(text: &str) -> String {
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("(nothing on stderr)").to_string()
+}
+
+/// The first line where `got` differs from `expected`, for a learner.
+fn difference(expected: &str, got: &str) -> String {
+    let (mut want, mut have) = (expected.lines(), got.lines());
+    for line in 1.. {
+        match (want.next(), have.next()) {
+            (Some(w), Some(h)) if w == h => continue,
+            (Some(w), Some(h)) => {
+                return format!("its output differs at line {line}:\n  expected: {w}\n  printed:  {h}");
+            }
+            (Some(w), None) => {
+                return format!("its output stops before line {line}, which should be:\n  {w}");
+            }
+            (None, Some(h)) => return format!("it prints more than expected, from line {line}:\n  {h}"),
+            (None, None) => break,
+        }
+    }
+    "its output differs in white space".into()
+}

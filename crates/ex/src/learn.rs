@@ -1,0 +1,215 @@
+//! The learner's side: `learn/`, a folder git ignores, holding the learner's own copy of each
+//! exercise they have started (`learn/<lesson>/<name>.rs`), their progress, and a cargo
+//! package of its own that builds those copies. The project's workspace never builds
+//! `learn/`: a learner's edit, even one that does not compile, cannot break a lesson or the
+//! project's tests, which check the pristine starters in `exercises/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::manifest::Exercise;
+
+/// The learner's folder in the checkout at `root`.
+pub struct Learn {
+    root: PathBuf,
+    dir: PathBuf,
+}
+
+/// Where an exercise stands for the learner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    NotStarted,
+    Attempted,
+    Solved,
+}
+
+impl Learn {
+    pub fn new(root: &Path) -> Learn {
+        Learn { root: root.to_path_buf(), dir: root.join("learn") }
+    }
+
+    /// With its own folder: for grading, one per student.
+    pub fn at(root: &Path, dir: &Path) -> Learn {
+        Learn { root: root.to_path_buf(), dir: dir.to_path_buf() }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The learner's copy of `exercise`.
+    pub fn copy(&self, exercise: &Exercise) -> PathBuf {
+        self.dir.join(&exercise.lesson).join(format!("{}.rs", exercise.name))
+    }
+
+    /// Make the learner's copy from the starter, unless there is one. Whether it was made.
+    pub fn start(&self, exercise: &Exercise) -> anyhow::Result<bool> {
+        let copy = self.copy(exercise);
+        if copy.is_file() {
+            return Ok(false);
+        }
+        std::fs::create_dir_all(copy.parent().expect("a file in a folder"))?;
+        std::fs::copy(exercise.starter(&self.root), &copy)
+            .with_context(|| format!("copy the starter to {}", copy.display()))?;
+        Ok(true)
+    }
+
+    /// Put the learner's copy back to the starter.
+    pub fn reset(&self, exercise: &Exercise) -> anyhow::Result<()> {
+        let copy = self.copy(exercise);
+        let _ = std::fs::remove_file(&copy);
+        self.start(exercise)?;
+        let mut progress = self.progress();
+        progress.remove(&exercise.id());
+        progress.remove(&format!("{}#hints", exercise.id()));
+        self.save(&progress)
+    }
+
+    /// Build the learner's copy; its program, or what the compiler said.
+    pub fn build(&self, exercise: &Exercise, all: &[Exercise]) -> anyhow::Result<Result<PathBuf, String>> {
+        self.write_package(all)?;
+        let target = self.root.join("target/learn");
+        let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["build", "--quiet", "--message-format", "short", "--bin", &exercise.bin()])
+            .arg("--manifest-path")
+            .arg(self.dir.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .context("run cargo build")?;
+        if !output.status.success() {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let errors: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).take(12).collect();
+            return Ok(Err(errors.join("\n")));
+        }
+        Ok(Ok(target.join("debug").join(exercise.bin())))
+    }
+
+    /// `learn/Cargo.toml`: a package of its own (its own workspace) with one program per
+    /// exercise copy, and the dependencies the exercises' packages have, as the project pins
+    /// them (the project's `Cargo.lock` is copied once, so the versions are the same).
+    fn write_package(&self, all: &[Exercise]) -> anyhow::Result<()> {
+        let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(self.root.join("Cargo.toml"))?)?;
+        let pinned = manifest
+            .get("workspace")
+            .and_then(|w| w.get("dependencies"))
+            .and_then(|d| d.as_table())
+            .context("the project's [workspace.dependencies]")?;
+        let mut wanted = BTreeMap::new();
+        for lesson in all.iter().map(|e| e.lesson.as_str()).collect::<std::collections::BTreeSet<_>>() {
+            let package = self.root.join("exercises").join(lesson).join("Cargo.toml");
+            let table: toml::Table = toml::from_str(&std::fs::read_to_string(&package)?)?;
+            for name in
+                table.get("dependencies").and_then(|d| d.as_table()).into_iter().flat_map(|d| d.keys())
+            {
+                let mut spec =
+                    pinned.get(name).cloned().with_context(|| format!("{name} in the workspace"))?;
+                if let Some(path) = spec.get("path").and_then(|p| p.as_str()) {
+                    let absolute = self.root.join(path).to_string_lossy().into_owned();
+                    spec.as_table_mut().expect("a table with a path").insert("path".into(), absolute.into());
+                }
+                wanted.insert(name.clone(), spec);
+            }
+        }
+        let mut text = String::from(
+            "# Written by `cargo ex`: the learner's copies of the exercises, built apart from the\n\
+             # project (this is a workspace of its own). Do not edit; your work is in the .rs files.\n\
+             [package]\nname = \"learn\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\nautobins = false\n\n\
+             [workspace]\n\n[dependencies]\n",
+        );
+        for (name, spec) in &wanted {
+            text.push_str(&format!("{name} = {spec}\n")); // a table shows inline: `{ path = "..." }`
+        }
+        for exercise in all {
+            if self.copy(exercise).is_file() {
+                text.push_str(&format!(
+                    "\n[[bin]]\nname = \"{}\"\npath = \"{}/{}.rs\"\n",
+                    exercise.bin(),
+                    exercise.lesson,
+                    exercise.name
+                ));
+            }
+        }
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join("Cargo.toml");
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&path, text)?;
+        }
+        let lock = self.dir.join("Cargo.lock");
+        if !lock.is_file() {
+            std::fs::copy(self.root.join("Cargo.lock"), &lock).context("copy Cargo.lock")?;
+        }
+        Ok(())
+    }
+
+    fn progress_path(&self) -> PathBuf {
+        self.dir.join("progress.toml")
+    }
+
+    /// `lesson/name` = "attempted" or "solved"; `lesson/name#hints` = how many hints shown.
+    fn progress(&self) -> BTreeMap<String, toml::Value> {
+        std::fs::read_to_string(self.progress_path())
+            .ok()
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+            .map(|table| table.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, progress: &BTreeMap<String, toml::Value>) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let table: toml::Table = progress.clone().into_iter().collect();
+        let text =
+            format!("# Your progress through the exercises (`cargo ex list`).\n{}", toml::to_string(&table)?);
+        std::fs::write(self.progress_path(), text).context("save learn/progress.toml")
+    }
+
+    pub fn state(&self, exercise: &Exercise) -> State {
+        match self.progress().get(&exercise.id()).and_then(|v| v.as_str()) {
+            Some("solved") => State::Solved,
+            Some(_) => State::Attempted,
+            None if self.copy(exercise).is_file() => State::Attempted,
+            None => State::NotStarted,
+        }
+    }
+
+    pub fn set_state(&self, exercise: &Exercise, state: State) -> anyhow::Result<()> {
+        let mut progress = self.progress();
+        let value = match state {
+            State::Solved => "solved",
+            State::Attempted => "attempted",
+            State::NotStarted => {
+                progress.remove(&exercise.id());
+                return self.save(&progress);
+            }
+        };
+        progress.insert(exercise.id(), value.into());
+        self.save(&progress)
+    }
+
+    /// Which hint to show next (counting it as seen): the first not seen yet, or the last.
+    pub fn next_hint(&self, exercise: &Exercise) -> anyhow::Result<usize> {
+        let mut progress = self.progress();
+        let key = format!("{}#hints", exercise.id());
+        let seen = progress.get(&key).and_then(|v| v.as_integer()).unwrap_or(0).max(0) as usize;
+        if seen < exercise.hints.len() {
+            progress.insert(key, toml::Value::Integer(seen as i64 + 1));
+            self.save(&progress)?;
+        }
+        Ok(seen.min(exercise.hints.len().saturating_sub(1)))
+    }
+
+    /// The exercise the learner worked on last, if any.
+    pub fn current(&self) -> Option<String> {
+        self.progress().get("current").and_then(|v| v.as_str()).map(str::to_string)
+    }
+
+    pub fn set_current(&self, exercise: &Exercise) -> anyhow::Result<()> {
+        let mut progress = self.progress();
+        progress.insert("current".into(), exercise.id().into());
+        self.save(&progress)
+    }
+}

@@ -1,0 +1,182 @@
+//! Every exercise, found at run time (`exercises/<lesson>/exercises.toml`), proven both ways
+//! with the same checks `cargo ex` runs on a learner's copy (crates/ex):
+//!
+//! - `<lesson>/<name>/starter-fails-as-declared`: the pristine starter fails, and the first
+//!   check it fails is its declared kind. A race starter must be wrong on at least half of
+//!   its runs (checked twice before it counts as not racing, so it cannot flake).
+//! - `<lesson>/<name>/solution-passes`: the reference solution passes every check, a race
+//!   solution on every run. Its output is `expected.out`: if that is missing or differs, the
+//!   test writes `expected.out.new` to read and rename.
+//! - `<lesson>/<name>/is-complete`: a task, a hint or more, minutes, a why; both programs
+//!   declared in the lesson's `exercises/<lesson>/Cargo.toml`; the starter's and solution's
+//!   files exist.
+//!
+//! - `book-pages-are-current`: each chapter's Exercises section and each solutions page are
+//!   what `cargo xtask exercises` makes of the manifests; each chapter with exercises
+//!   includes its section, and SUMMARY.md lists its solutions page under it.
+//!
+//! The programs are the workspace's own builds: clippy and rustfmt check them with the rest
+//! of the code (.ci/run). A learner's copies in `learn/` are never built or checked here.
+
+use std::path::Path;
+
+use ex::{Exercise, Kind, Verdict};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = forklore::root();
+    let all = ex::manifest::all(root).expect("read the exercises");
+    let mut trials = vec![Trial::test("book-pages-are-current", {
+        let all = all.clone();
+        move || book_pages_are_current(&all)
+    })];
+    for exercise in all {
+        let id = exercise.id();
+        let e = exercise.clone();
+        trials.push(Trial::test(format!("{id}/starter-fails-as-declared"), move || starter_fails(&e)));
+        let e = exercise.clone();
+        trials.push(Trial::test(format!("{id}/solution-passes"), move || solution_passes(&e)));
+        let e = exercise.clone();
+        trials.push(Trial::test(format!("{id}/is-complete"), move || is_complete(&e)));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn binary(exercise: &Exercise, solution: bool) -> std::path::PathBuf {
+    let bin = if solution { format!("{}-solution", exercise.bin()) } else { exercise.bin() };
+    supervisor::build_bin(&forklore::root().join("Cargo.toml"), &exercise.package(), &bin)
+}
+
+fn scratch() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+}
+
+fn expected(exercise: &Exercise) -> String {
+    std::fs::read_to_string(exercise.expected(forklore::root())).unwrap_or_default()
+}
+
+fn starter_fails(exercise: &Exercise) -> Result<(), Failed> {
+    let starter = binary(exercise, false);
+    let mut verdict = ex::check(exercise, &starter, &expected(exercise), scratch());
+    if exercise.kind == Kind::Race && !races_clearly(&verdict) {
+        verdict = ex::check(exercise, &starter, &expected(exercise), scratch()); // once more
+    }
+    match &verdict {
+        Verdict::Fail { kind, .. } if *kind == exercise.kind => {}
+        other => {
+            return Err(format!(
+                "the starter of {} should fail its {} check first; the checks gave: {other:?}",
+                exercise.id(),
+                exercise.kind
+            )
+            .into());
+        }
+    }
+    if exercise.kind == Kind::Race && !races_clearly(&verdict) {
+        return Err(format!("the race starter of {} was right too often: {verdict:?}", exercise.id()).into());
+    }
+    Ok(())
+}
+
+/// A race verdict with at most half of the runs right.
+fn races_clearly(verdict: &Verdict) -> bool {
+    let Verdict::Fail { kind: Kind::Race, message } = verdict else { return false };
+    let numbers: Vec<u32> = message.split_whitespace().take(3).filter_map(|w| w.parse().ok()).collect();
+    matches!(numbers.as_slice(), [right, runs] if right * 2 <= *runs)
+}
+
+fn solution_passes(exercise: &Exercise) -> Result<(), Failed> {
+    let root = forklore::root();
+    let solution = binary(exercise, true);
+    // Its output first: `expected.out` is what it prints, redacted.
+    let outcome = supervisor::Run::new(&solution, scratch()).env("FORKLORE_MARK_VARYING", "1").go();
+    let printed = ex::check::redact(&outcome.stdout);
+    let path = exercise.expected(root);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(printed.as_str()) {
+        let new = path.with_extension("out.new");
+        std::fs::write(&new, &printed)?;
+        return Err(format!(
+            "{} is missing or differs from what the solution prints: read {} and rename it",
+            path.display(),
+            new.display()
+        )
+        .into());
+    }
+    match ex::check(exercise, &solution, &printed, scratch()) {
+        Verdict::Pass { .. } => Ok(()),
+        failed => {
+            Err(format!("the solution of {} should pass every check: {failed:?}", exercise.id()).into())
+        }
+    }
+}
+
+fn is_complete(exercise: &Exercise) -> Result<(), Failed> {
+    let root = forklore::root();
+    let mut missing = Vec::new();
+    if exercise.task.trim().is_empty() || exercise.why.trim().is_empty() || exercise.title.trim().is_empty() {
+        missing.push("a title, a task and a why".to_string());
+    }
+    if exercise.hints.is_empty() || exercise.hints.len() > 3 {
+        missing.push(format!("1 to 3 hints (it has {})", exercise.hints.len()));
+    }
+    if exercise.minutes == 0 {
+        missing.push("its minutes".into());
+    }
+    if exercise.kind == Kind::Race && exercise.race_runs.is_none() {
+        missing.push("race_runs, for a race".into());
+    }
+    if exercise.kind == Kind::Fault && exercise.faults.is_empty() {
+        missing.push("faults, for a fault".into());
+    }
+    for file in [exercise.starter(root), exercise.solution(root)] {
+        if !file.is_file() {
+            missing.push(format!("{}", file.display()));
+        }
+    }
+    let package = root.join("exercises").join(&exercise.lesson).join("Cargo.toml");
+    let manifest = std::fs::read_to_string(&package).unwrap_or_default();
+    for (bin, file) in [
+        (exercise.bin(), format!("{}/starter.rs", exercise.name)),
+        (format!("{}-solution", exercise.bin()), format!("{}/solution.rs", exercise.name)),
+    ] {
+        let declared = format!("name = \"{bin}\"\npath = \"{file}\"");
+        if !manifest.contains(&declared) {
+            missing.push(format!("[[bin]] {declared:?} in {}", package.display()));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} lacks: {}", exercise.id(), missing.join("; ")).into())
+    }
+}
+
+fn book_pages_are_current(all: &[Exercise]) -> Result<(), Failed> {
+    let root = forklore::root();
+    let mut problems = Vec::new();
+    for (path, text) in ex::book::pages(root, all) {
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            problems.push(format!("{} is not what `cargo xtask exercises` writes: run it", path.display()));
+        }
+    }
+    let summary = std::fs::read_to_string(root.join("book/src/SUMMARY.md"))?;
+    let mut lessons: Vec<&str> = all.iter().map(|e| e.lesson.as_str()).collect();
+    lessons.dedup();
+    for lesson in lessons {
+        let chapter = std::fs::read_to_string(root.join("book/src").join(format!("{lesson}.md")))?;
+        if !chapter.contains(&format!("{{{{#include exercises/{lesson}.md}}}}")) {
+            problems.push(format!("{lesson}.md does not include exercises/{lesson}.md (at its end)"));
+        }
+        let entry = format!(
+            "]({lesson}.md)\n  - [{}]({})",
+            ex::book::solutions_title(lesson),
+            ex::book::solutions_file(lesson)
+        );
+        if !summary.contains(&entry) {
+            problems
+                .push(format!("SUMMARY.md does not list the solutions page under {lesson}.md: {entry:?}"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
