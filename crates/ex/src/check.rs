@@ -11,8 +11,10 @@
 //!    succeed ("17 of 20 runs right").
 //! 4. output: it must exit 0 and print what the solution prints (pids, times and what the
 //!    program marks as varying redacted, as the lessons' snapshots are).
-//! 5. fault: with each of `faults` (`kill:1`: worker 1 dies of SIGKILL where it calls `fault::inject`), it must end
-//!    at once, with status 1, saying so in its last line, and leave nothing.
+//! 5. fault: with each of `faults` (`kill:1`: worker 1 dies of SIGKILL where it calls
+//!    `fault::inject`; `panic:1`: it panics there), it must end at once, with status 1, its
+//!    last line saying how the worker ended (SIGKILL, or exitcode 101 for a panic), and leave
+//!    nothing.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -170,7 +172,8 @@ fn survives(binary: &Path, scratch: &Path, spec: &str) -> Option<Verdict> {
         return Some(fail(Kind::Fault, message));
     }
     let last = last_line(&outcome.stderr);
-    let says = if spec.starts_with("kill") { "SIGKILL" } else { "panicked" };
+    // How the kit shows the end of a killed child, and of one that panicked.
+    let says = if spec.starts_with("kill") { "SIGKILL" } else { "101" };
     if outcome.status.code() != Some(1) || !last.contains(says) {
         return Some(fail(
             Kind::Fault,
