@@ -7,8 +7,7 @@
 //!    processes sleeps waiting for the others without using the CPU (or at the timeout), and
 //!    the report says who waited where and who held which pipe ends.
 //! 2. leak: it must leave nothing: no process, zombie, file or shared-memory segment.
-//! 3. race: with `race_runs`, that many runs, with the CPUs kept busy meanwhile, must all
-//!    succeed ("17 of 20 runs right").
+//! 3. race: with `race_runs`, that many runs must all succeed ("17 of 20 runs right").
 //! 4. output: it must exit 0 and print what the solution prints (pids, times and what the
 //!    program marks as varying redacted, as the lessons' snapshots are).
 //! 5. fault: with each of `faults` (`kill:1`: worker 1 dies of SIGKILL where it calls
@@ -17,7 +16,6 @@
 //!    nothing.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use regex::Regex;
@@ -123,36 +121,24 @@ fn hang_or_leak(outcome: &Outcome, during: &str) -> Option<Verdict> {
     None
 }
 
-/// `runs` runs (the first is `first`), with the CPUs kept busy meanwhile so that processes
-/// are preempted at more places: how many succeeded, or a hang or leak that one of them had.
+/// `runs` runs (the first is `first`): how many succeeded, or a hang or leak that one of them
+/// had. One after another, on an otherwise quiet machine: a CPU hog beside them would add
+/// preemptions, but it turns every `yield_now` in a program into a lost time slice (the
+/// lock-race chapter measures it), and a correct program that yields in a loop then crawls.
 fn race_runs(binary: &Path, scratch: &Path, runs: u32, first: &Outcome) -> Result<u32, Verdict> {
-    let busy = AtomicBool::new(true);
     let mut right = u32::from(first.status.success());
     let mut wrong_said = (!first.status.success()).then(|| last_line(&first.stderr));
-    std::thread::scope(|scope| {
-        // One spinning thread: with the program's own processes, more work than CPUs.
-        scope.spawn(|| {
-            while busy.load(Ordering::Relaxed) {
-                std::hint::spin_loop();
-            }
-        });
-        let result = (|| {
-            for _ in 1..runs {
-                let outcome = run(binary, scratch, None);
-                if let Some(verdict) = hang_or_leak(&outcome, " (on a later run)") {
-                    return Err(verdict);
-                }
-                if outcome.status.success() {
-                    right += 1;
-                } else if wrong_said.is_none() {
-                    wrong_said = Some(last_line(&outcome.stderr));
-                }
-            }
-            Ok(())
-        })();
-        busy.store(false, Ordering::Relaxed);
-        result
-    })?;
+    for _ in 1..runs {
+        let outcome = run(binary, scratch, None);
+        if let Some(verdict) = hang_or_leak(&outcome, " (on a later run)") {
+            return Err(verdict);
+        }
+        if outcome.status.success() {
+            right += 1;
+        } else if wrong_said.is_none() {
+            wrong_said = Some(last_line(&outcome.stderr));
+        }
+    }
     if right < runs {
         let said = wrong_said.unwrap_or_default();
         return Err(fail(Kind::Race, format!("{right} of {runs} runs right; a wrong one said: {said}")));
