@@ -57,10 +57,12 @@ fn expected(exercise: &Exercise) -> String {
 }
 
 fn starter_fails(exercise: &Exercise) -> Result<(), Failed> {
-    let starter = binary(exercise, false);
-    let mut verdict = ex::check(exercise, &starter, &expected(exercise), scratch());
+    let (starter, reference, expected) =
+        (binary(exercise, false), binary(exercise, true), expected(exercise));
+    let subject = ex::check::Subject { binary: &starter, reference: &reference, expected: &expected };
+    let mut verdict = ex::check(exercise, &subject, scratch());
     if exercise.kind == Kind::Race && !races_clearly(&verdict) {
-        verdict = ex::check(exercise, &starter, &expected(exercise), scratch()); // once more
+        verdict = ex::check(exercise, &subject, scratch()); // once more
     }
     match &verdict {
         Verdict::Fail { kind, .. } if *kind == exercise.kind => {}
@@ -103,7 +105,8 @@ fn solution_passes(exercise: &Exercise) -> Result<(), Failed> {
         )
         .into());
     }
-    match ex::check(exercise, &solution, &printed, scratch()) {
+    let subject = ex::check::Subject { binary: &solution, reference: &solution, expected: &printed };
+    match ex::check(exercise, &subject, scratch()) {
         Verdict::Pass { .. } => Ok(()),
         failed => {
             Err(format!("the solution of {} should pass every check: {failed:?}", exercise.id()).into())
@@ -128,6 +131,9 @@ fn is_complete(exercise: &Exercise) -> Result<(), Failed> {
     }
     if exercise.kind == Kind::Fault && exercise.faults.is_empty() {
         missing.push("faults, for a fault".into());
+    }
+    if exercise.kind == Kind::Cost && exercise.cost_ratio.is_none() {
+        missing.push("cost_ratio, for a cost".into());
     }
     for file in [exercise.starter(root), exercise.solution(root)] {
         if !file.is_file() {

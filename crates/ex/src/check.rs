@@ -14,6 +14,9 @@
 //!    `fault::inject`; `panic:1`: it panics there), it must end at once, with status 1, its
 //!    last line saying how the worker ended (SIGKILL, or exitcode 101 for a panic), and leave
 //!    nothing.
+//! 6. cost (after the fault check): with `cost_ratio`, its processes may take at most that
+//!    many times the page faults the reference solution's take (counted by the kernel, for
+//!    every process of the run): pages touched for the first time, or copied after a fork.
 
 use std::path::Path;
 use std::time::Duration;
@@ -50,9 +53,19 @@ fn fail(kind: Kind, message: impl Into<String>) -> Verdict {
     Verdict::Fail { kind, message: message.into() }
 }
 
-/// Check `binary`, a build of `exercise` (the learner's, the starter or the solution), against
-/// `expected`, what the solution prints (redacted). `scratch` holds each run's own folders.
-pub fn check(exercise: &Exercise, binary: &Path, expected: &str, scratch: &Path) -> Verdict {
+/// What a check runs: a build of an exercise (the learner's, the starter or the solution),
+/// and what it is held to.
+pub struct Subject<'a> {
+    pub binary: &'a Path,
+    /// The reference solution's build, for the cost check's comparison.
+    pub reference: &'a Path,
+    /// What the solution prints (redacted).
+    pub expected: &'a str,
+}
+
+/// Check `subject`, a build of `exercise`. `scratch` holds each run's own folders.
+pub fn check(exercise: &Exercise, subject: &Subject, scratch: &Path) -> Verdict {
+    let (binary, expected) = (subject.binary, subject.expected);
     let outcome = run(binary, scratch, None);
     if let Some(verdict) = hang_or_leak(&outcome, "") {
         return verdict;
@@ -78,6 +91,20 @@ pub fn check(exercise: &Exercise, binary: &Path, expected: &str, scratch: &Path)
     for fault in &exercise.faults {
         if let Some(verdict) = survives(binary, scratch, fault) {
             return verdict;
+        }
+    }
+    if let Some(ratio) = exercise.cost_ratio {
+        let reference = run(subject.reference, scratch, None).minor_faults;
+        let mine = outcome.minor_faults;
+        if mine as f64 > ratio * reference as f64 {
+            return fail(
+                Kind::Cost,
+                format!(
+                    "its processes took {mine} page faults, the reference solution's {reference}: at most \
+                     {ratio} times as many pass. A page fault is a page of memory touched for the first \
+                     time, or copied because a process wrote to a page it shares since a fork"
+                ),
+            );
         }
     }
     Verdict::Pass { race }

@@ -68,12 +68,19 @@ impl Learn {
         self.save(&progress)
     }
 
-    /// Build the learner's copy; its program, or what the compiler said.
-    pub fn build(&self, exercise: &Exercise, all: &[Exercise]) -> anyhow::Result<Result<PathBuf, String>> {
+    /// Build the learner's copy and the reference solution: their programs, or what the
+    /// compiler said about the learner's.
+    pub fn build(
+        &self,
+        exercise: &Exercise,
+        all: &[Exercise],
+    ) -> anyhow::Result<Result<(PathBuf, PathBuf), String>> {
         self.write_package(all)?;
         let target = self.root.join("target/learn");
+        let reference = format!("{}-solution", exercise.bin());
         let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args(["build", "--quiet", "--message-format", "short", "--bin", &exercise.bin()])
+            .args(["--bin", &reference])
             .arg("--manifest-path")
             .arg(self.dir.join("Cargo.toml"))
             .arg("--target-dir")
@@ -86,7 +93,8 @@ impl Learn {
             let errors: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).take(12).collect();
             return Ok(Err(errors.join("\n")));
         }
-        Ok(Ok(target.join("debug").join(exercise.bin())))
+        let programs = target.join("debug");
+        Ok(Ok((programs.join(exercise.bin()), programs.join(reference))))
     }
 
     /// `learn/Cargo.toml`: a package of its own (its own workspace) with one program per
@@ -126,11 +134,14 @@ impl Learn {
         }
         for exercise in all {
             if self.copy(exercise).is_file() {
+                // The learner's copy, and the reference solution, read where it is.
                 text.push_str(&format!(
-                    "\n[[bin]]\nname = \"{}\"\npath = \"{}/{}.rs\"\n",
+                    "\n[[bin]]\nname = \"{}\"\npath = \"{}/{}.rs\"\n\n[[bin]]\nname = \"{}-solution\"\npath = \"{}\"\n",
                     exercise.bin(),
                     exercise.lesson,
-                    exercise.name
+                    exercise.name,
+                    exercise.bin(),
+                    exercise.solution(&self.root).display()
                 ));
             }
         }

@@ -152,8 +152,8 @@ fn check_one(root: &Path, learn: &Learn, all: &[Exercise], exercise: &Exercise) 
 
 fn check_copy(root: &Path, learn: &Learn, all: &[Exercise], exercise: &Exercise) -> anyhow::Result<Verdict> {
     println!("Building it...");
-    let binary = match learn.build(exercise, all)? {
-        Ok(binary) => binary,
+    let (binary, reference) = match learn.build(exercise, all)? {
+        Ok(built) => built,
         Err(compiler) => {
             return Ok(Verdict::Fail {
                 kind: ex::Kind::Build,
@@ -165,7 +165,8 @@ fn check_copy(root: &Path, learn: &Learn, all: &[Exercise], exercise: &Exercise)
     let expected = std::fs::read_to_string(exercise.expected(root))
         .with_context(|| format!("read {}", exercise.expected(root).display()))?;
     let scratch = root.join("target/learn/runs");
-    Ok(ex::check(exercise, &binary, &expected, &scratch))
+    let subject = ex::check::Subject { binary: &binary, reference: &reference, expected: &expected };
+    Ok(ex::check(exercise, &subject, &scratch))
 }
 
 fn report(learn: &Learn, exercise: &Exercise, verdict: &Verdict) -> anyhow::Result<()> {

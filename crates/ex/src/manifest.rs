@@ -26,6 +26,8 @@ pub enum Kind {
     Race,
     /// It does not survive a worker that dies or panics.
     Fault,
+    /// It costs far more than it should: pages copied or touched that could be shared.
+    Cost,
 }
 
 impl fmt::Display for Kind {
@@ -37,6 +39,7 @@ impl fmt::Display for Kind {
             Kind::Leak => "leak",
             Kind::Race => "race",
             Kind::Fault => "fault",
+            Kind::Cost => "cost",
         })
     }
 }
@@ -62,6 +65,10 @@ pub struct Exercise {
     /// cleanly, at once, naming what died.
     #[serde(default)]
     pub faults: Vec<String>,
+    /// Its processes may take at most this many times the page faults of the reference
+    /// solution's (a cost check).
+    #[serde(default)]
+    pub cost_ratio: Option<f64>,
     /// For teachers: what learners get wrong, how it goes in class (the solutions page shows
     /// it folded away).
     #[serde(default)]

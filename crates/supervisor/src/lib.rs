@@ -190,6 +190,10 @@ pub struct Outcome {
     pub ended: Instant,
     /// When the first line of stderr starting with the run's [`Run::mark_stderr`] came.
     pub marked: Option<Instant>,
+    /// Minor page faults of the run's processes, all of them (each process's faults count
+    /// once it has been reaped, by its parent or, for one the run left, by us): the pages
+    /// they touched for the first time, or copied on a write after a fork.
+    pub minor_faults: u64,
 }
 
 impl Outcome {
@@ -328,6 +332,7 @@ impl<'a> Run<'a> {
 
         let mut leftovers = Vec::new();
         let started = Instant::now();
+        let faults_before = children_minor_faults();
         let (mut hang, mut quiet_since, mut looked) = (None, None::<(Instant, u64)>, started);
         let status = loop {
             if let Some(status) = ctrl_c.try_reap(&mut child) {
@@ -387,7 +392,10 @@ impl<'a> Run<'a> {
         if let Some(cgroup) = cgroup {
             leftovers.extend(cgroup.remove());
         }
-        Outcome { status, stdout, stderr, leftovers, interrupted, killed, hang, ended, marked }
+        // Every process of the run is reaped by now, ours or its parent's, each adding its
+        // own and its reaped children's faults to its parent's count: ours holds them all.
+        let minor_faults = children_minor_faults().saturating_sub(faults_before);
+        Outcome { status, stdout, stderr, leftovers, interrupted, killed, hang, ended, marked, minor_faults }
     }
 
     /// Start the run in a private mount namespace if this system permits one; else plainly.
@@ -707,6 +715,12 @@ fn join_cgroup(procs: &CString) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The minor page faults of every child this process has reaped so far, and of theirs.
+fn children_minor_faults() -> u64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map_or(0, |usage| usage.minor_page_faults().max(0) as u64)
 }
 
 /// A process under the run's own, from /proc.
