@@ -45,7 +45,9 @@ fn main() {
 
 fn binary(exercise: &Exercise, solution: bool) -> std::path::PathBuf {
     let bin = if solution { format!("{}-solution", exercise.bin()) } else { exercise.bin() };
-    supervisor::build_bin(&forklore::root().join("Cargo.toml"), &exercise.package(), &bin)
+    // A speed check times release builds, as `cargo ex` does.
+    let release = exercise.slow_ratio.is_some();
+    supervisor::build_program(&forklore::root().join("Cargo.toml"), &exercise.package(), &bin, release)
 }
 
 fn scratch() -> &'static Path {
@@ -134,6 +136,9 @@ fn is_complete(exercise: &Exercise) -> Result<(), Failed> {
     }
     if exercise.kind == Kind::Cost && exercise.cost_ratio.is_none() {
         missing.push("cost_ratio, for a cost".into());
+    }
+    if exercise.kind == Kind::Slow && exercise.slow_ratio.is_none() {
+        missing.push("slow_ratio, for a slow".into());
     }
     for file in [exercise.starter(root), exercise.solution(root)] {
         if !file.is_file() {

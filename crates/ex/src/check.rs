@@ -17,6 +17,9 @@
 //! 6. cost (after the fault check): with `cost_ratio`, its processes may take at most that
 //!    many times the page faults the reference solution's take (counted by the kernel, for
 //!    every process of the run): pages touched for the first time, or copied after a fork.
+//! 7. slow: with `slow_ratio`, the median of 5 runs may take at most that many times the
+//!    reference solution's, timed by turns on the same machine (release builds); on fewer
+//!    than 2 CPUs the check says it is inconclusive, and never fails.
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,8 +37,9 @@ pub const STUCK: Duration = Duration::from_millis(1500);
 /// What a check found.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Every check passed; what the race check saw, if there was one.
-    Pass { race: Option<(u32, u32)> },
+    /// Every check passed; what the race check saw, if there was one; a note (a slow check
+    /// that could not conclude here).
+    Pass { race: Option<(u32, u32)>, note: Option<String> },
     /// The first check that failed, and what to tell the learner.
     Fail { kind: Kind, message: String },
 }
@@ -107,7 +111,54 @@ pub fn check(exercise: &Exercise, subject: &Subject, scratch: &Path) -> Verdict 
             );
         }
     }
-    Verdict::Pass { race }
+    let mut note = None;
+    if let Some(ratio) = exercise.slow_ratio {
+        match slow(subject, scratch, ratio) {
+            Ok(said) => note = said,
+            Err(verdict) => return verdict,
+        }
+    }
+    Verdict::Pass { race, note }
+}
+
+/// Runs each of the slow check times, alternating with the reference's.
+const TIMED_RUNS: usize = 5;
+
+/// The slow check: the median of [`TIMED_RUNS`] runs against the reference's, alternating so
+/// that both see the same machine. A note instead of a verdict on fewer than 2 CPUs, where a
+/// program with two processes at work cannot show what it would gain.
+fn slow(subject: &Subject, scratch: &Path, ratio: f64) -> Result<Option<String>, Verdict> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return Ok(Some(format!("the speed check is inconclusive here: {cpus} CPU, and it needs 2")));
+    }
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..TIMED_RUNS {
+        theirs.push(run(subject.reference, scratch, None).elapsed.as_secs_f64());
+        let outcome = run(subject.binary, scratch, None);
+        if let Some(verdict) = hang_or_leak(&outcome, " (on a timed run)") {
+            return Err(verdict);
+        }
+        mine.push(outcome.elapsed.as_secs_f64());
+    }
+    let median = |times: &mut Vec<f64>| {
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let (mine, theirs) = (median(&mut mine), median(&mut theirs));
+    if mine > ratio * theirs {
+        return Err(fail(
+            Kind::Slow,
+            format!(
+                "it took {:.0} ms (the median of {TIMED_RUNS} runs), the reference solution {:.0} ms on \
+                 this machine, run by turns: {:.1} times as long, and at most {ratio} times passes",
+                mine * 1e3,
+                theirs * 1e3,
+                mine / theirs
+            ),
+        ));
+    }
+    Ok(None)
 }
 
 fn run(binary: &Path, scratch: &Path, fault: Option<&str>) -> Outcome {

@@ -78,9 +78,12 @@ impl Learn {
         self.write_package(all)?;
         let target = self.root.join("target/learn");
         let reference = format!("{}-solution", exercise.bin());
+        // A speed check times release builds, as `--measure` does.
+        let release = exercise.slow_ratio.is_some();
         let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .args(["build", "--quiet", "--message-format", "short", "--bin", &exercise.bin()])
             .args(["--bin", &reference])
+            .args(release.then_some("--release"))
             .arg("--manifest-path")
             .arg(self.dir.join("Cargo.toml"))
             .arg("--target-dir")
@@ -93,7 +96,7 @@ impl Learn {
             let errors: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).take(12).collect();
             return Ok(Err(errors.join("\n")));
         }
-        let programs = target.join("debug");
+        let programs = target.join(if release { "release" } else { "debug" });
         Ok(Ok((programs.join(exercise.bin()), programs.join(reference))))
     }
 

@@ -171,11 +171,14 @@ fn check_copy(root: &Path, learn: &Learn, all: &[Exercise], exercise: &Exercise)
 
 fn report(learn: &Learn, exercise: &Exercise, verdict: &Verdict) -> anyhow::Result<()> {
     match verdict {
-        Verdict::Pass { race } => {
+        Verdict::Pass { race, note } => {
             learn.set_state(exercise, State::Solved)?;
             let race =
                 race.map(|(right, runs)| format!(" ({right} of {runs} runs right)")).unwrap_or_default();
             println!("\n✓ {} passes every check{race}.", exercise.id());
+            if let Some(note) = note {
+                println!("(Note: {note}.)");
+            }
             println!("Why it works:");
             for line in exercise.why.trim().lines() {
                 println!("  {line}");

@@ -28,6 +28,8 @@ pub enum Kind {
     Fault,
     /// It costs far more than it should: pages copied or touched that could be shared.
     Cost,
+    /// It is far slower than the reference solution, on the same machine.
+    Slow,
 }
 
 impl fmt::Display for Kind {
@@ -40,6 +42,7 @@ impl fmt::Display for Kind {
             Kind::Race => "race",
             Kind::Fault => "fault",
             Kind::Cost => "cost",
+            Kind::Slow => "slow",
         })
     }
 }
@@ -69,6 +72,10 @@ pub struct Exercise {
     /// solution's (a cost check).
     #[serde(default)]
     pub cost_ratio: Option<f64>,
+    /// Its run may take at most this many times the reference solution's (a slow check,
+    /// release builds, timed alternately on the same machine).
+    #[serde(default)]
+    pub slow_ratio: Option<f64>,
     /// For teachers: what learners get wrong, how it goes in class (the solutions page shows
     /// it folded away).
     #[serde(default)]

@@ -74,18 +74,23 @@ pub fn build(manifest: &Path, package: &str) -> PathBuf {
 
 /// [`build`], for the program `bin` of `package` (a package with several).
 pub fn build_bin(manifest: &Path, package: &str, bin: &str) -> PathBuf {
+    build_program(manifest, package, bin, false)
+}
+
+/// [`build_bin`], in the release profile if `release` (for timing it).
+pub fn build_program(manifest: &Path, package: &str, bin: &str, release: bool) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     built
-        .entry(format!("{package}/{bin}"))
+        .entry(format!("{package}/{bin}/{release}"))
         .or_insert_with(|| {
             let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-            let run = escargot::CargoBuild::new()
-                .package(package)
-                .bin(bin)
-                .manifest_path(manifest)
-                .run()
-                .unwrap_or_else(|e| panic!("cargo build -p {package} --bin {bin} failed: {e}"));
+            let mut build = escargot::CargoBuild::new().package(package).bin(bin).manifest_path(manifest);
+            if release {
+                build = build.release();
+            }
+            let run =
+                build.run().unwrap_or_else(|e| panic!("cargo build -p {package} --bin {bin} failed: {e}"));
             run.path().to_path_buf()
         })
         .clone()
@@ -188,6 +193,8 @@ pub struct Outcome {
     pub hang: Option<Hang>,
     /// When the run's process was reaped.
     pub ended: Instant,
+    /// How long the run's process took, from its start until it was reaped.
+    pub elapsed: Duration,
     /// When the first line of stderr starting with the run's [`Run::mark_stderr`] came.
     pub marked: Option<Instant>,
     /// Minor page faults of the run's processes, all of them (each process's faults count
@@ -395,7 +402,20 @@ impl<'a> Run<'a> {
         // Every process of the run is reaped by now, ours or its parent's, each adding its
         // own and its reaped children's faults to its parent's count: ours holds them all.
         let minor_faults = children_minor_faults().saturating_sub(faults_before);
-        Outcome { status, stdout, stderr, leftovers, interrupted, killed, hang, ended, marked, minor_faults }
+        let elapsed = ended.saturating_duration_since(started);
+        Outcome {
+            status,
+            stdout,
+            stderr,
+            leftovers,
+            interrupted,
+            killed,
+            hang,
+            ended,
+            elapsed,
+            marked,
+            minor_faults,
+        }
     }
 
     /// Start the run in a private mount namespace if this system permits one; else plainly.

@@ -1,0 +1,40 @@
+//! Exercise pool/failure-as-value: a pool checks 100 numbers, and one of them, 13, makes
+//! the task fail. The whole `map` fails with it, and the other 99 results are lost. Make
+//! the task report its failure as a value, so that the program prints every result, and
+//! the one failure among them.
+
+use multiproc::pool::Pool;
+use plumbing::{Args, Exercise};
+
+const EXERCISE: Exercise = Exercise {
+    lesson: "pool",
+    name: "failure-as-value",
+    about: "a pool checks 100 numbers; one of them makes the task fail",
+};
+
+fn main() -> std::process::ExitCode {
+    EXERCISE.run(exercise)
+}
+
+// ANCHOR: exercise
+/// Check one number: its square, or why not. A `Result` crosses the pipe like any value.
+fn check(x: u64) -> Result<u64, String> {
+    if x == 13 {
+        return Err(format!("{x} is unlucky"));
+    }
+    Ok(x * x)
+}
+
+fn exercise(_args: &Args) -> anyhow::Result<()> {
+    let mut pool = Pool::new(Some(2), check)?;
+    let items: Vec<u64> = (0..100).collect();
+    let results = pool.map(&items, None)?;
+    pool.close()?;
+    let squares: Vec<u64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    for failure in results.iter().filter_map(|r| r.as_ref().err()) {
+        println!("a task failed: {failure}");
+    }
+    println!("{} results, sum {}", results.len(), squares.iter().sum::<u64>());
+    Ok(())
+}
+// ANCHOR_END: exercise
