@@ -1,0 +1,41 @@
+//! Exercise when-slower/too-many-workers: 64 small items, each a few microseconds of work,
+//! and the program starts one process per item. The results are right, but the run is far
+//! slower than it should be on a machine with two CPUs. Make it fast, still in parallel.
+
+use multiproc::shm::Array;
+use plumbing::{Args, Exercise};
+
+const EXERCISE: Exercise = Exercise {
+    lesson: "when-slower",
+    name: "too-many-workers",
+    about: "64 small items of work, in parallel",
+};
+
+const ITEMS: usize = 64;
+
+fn main() -> std::process::ExitCode {
+    EXERCISE.run(exercise)
+}
+
+/// One item: a few microseconds of arithmetic.
+fn work(item: usize) -> u64 {
+    (0..5_000u64).fold(item as u64, |acc, x| acc.wrapping_mul(31).wrapping_add(x))
+}
+
+// ANCHOR: exercise
+fn exercise(_args: &Args) -> anyhow::Result<()> {
+    let mut results = Array::<u64>::new(ITEMS)?;
+    // One process per CPU, each with its share of the items: a start costs far more than an item.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    results.fork_chunks(ITEMS.div_ceil(workers), |w, share| {
+        let first = w * ITEMS.div_ceil(workers);
+        for (i, result) in share.iter_mut().enumerate() {
+            *result = work(first + i);
+        }
+        0
+    })?;
+    let results = results.lock()?;
+    println!("{} results, checksum {}", results.len(), results.iter().fold(0u64, |a, r| a ^ r));
+    Ok(())
+}
+// ANCHOR_END: exercise
