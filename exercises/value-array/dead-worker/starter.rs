@@ -17,7 +17,7 @@ const EXERCISE: Exercise = Exercise {
 };
 
 const WORKERS: usize = 4;
-const ADDS: i64 = 10_000;
+const ADDS: i64 = 100_000;
 
 fn main() -> std::process::ExitCode {
     EXERCISE.run(exercise)
