@@ -33,6 +33,10 @@ use crate::manifest::{Exercise, Kind};
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long every process of a run must sleep, waiting, with no CPU used, to count as stuck.
 pub const STUCK: Duration = Duration::from_millis(1500);
+/// What a run may print, stdout and stderr together.
+pub const MAX_OUTPUT: usize = 1 << 20;
+/// How many processes (and threads) a run may have at once: the most an exercise has is 65.
+pub const MAX_PROCESSES: u32 = 128;
 
 /// What a check found.
 #[derive(Debug, Clone)]
@@ -162,12 +166,15 @@ fn slow(subject: &Subject, scratch: &Path, ratio: f64) -> Result<Option<String>,
 }
 
 fn run(binary: &Path, scratch: &Path, fault: Option<&str>) -> Outcome {
+    // Contained: a fork bomb meets a process limit, a flood of output is stopped at 1 MiB.
     let run = Run::new(binary, scratch)
         .env("FORKLORE_MARK_VARYING", "1")
         .env("RUST_BACKTRACE", "0")
         .timeout(TIMEOUT)
         .stuck_after(STUCK)
-        .grace(Duration::from_millis(500));
+        .grace(Duration::from_millis(500))
+        .max_output(MAX_OUTPUT)
+        .contain_processes(MAX_PROCESSES);
     match fault {
         Some(spec) => run.env("FORKLORE_FAULT", spec).go(),
         None => run.go(),
@@ -189,6 +196,12 @@ fn hang_or_leak(outcome: &Outcome, during: &str) -> Option<Verdict> {
             format!("it was still running{during} after {TIMEOUT:?}. Its processes then:\n{}", hang.report)
         };
         return Some(fail(Kind::Hang, what));
+    }
+    if let Some(flood) = outcome.leftovers.iter().find(|l| l.starts_with("flooded")) {
+        return Some(fail(
+            Kind::Output,
+            format!("it {flood}{during}: does it print in a loop that never ends?"),
+        ));
     }
     if !outcome.leftovers.is_empty() {
         return Some(fail(

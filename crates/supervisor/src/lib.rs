@@ -28,12 +28,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,6 +49,10 @@ pub mod stuck;
 
 /// How long a run may take before it is killed: a debug build on a busy 2-core machine.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How much a run may write, stdout and stderr together, before it is killed (see
+/// [`Run::max_output`]).
+pub const MAX_OUTPUT: usize = 16 << 20;
 
 /// What varies from run to run, as regular expressions, and what a snapshot shows instead.
 pub const REDACTIONS: [(&str, &str); 3] = [
@@ -159,6 +163,8 @@ pub struct Run<'a> {
     max_open_files: Option<u64>,
     timeout: Duration,
     stuck_after: Option<Duration>,
+    max_output: usize,
+    max_user_processes: Option<u64>,
 }
 
 /// A run that did not end by itself: every process asleep waiting for the others (stuck), or
@@ -242,6 +248,8 @@ impl<'a> Run<'a> {
             max_open_files: None,
             timeout: TIMEOUT,
             stuck_after: None,
+            max_output: MAX_OUTPUT,
+            max_user_processes: None,
         }
     }
 
@@ -288,11 +296,40 @@ impl<'a> Run<'a> {
         self
     }
 
+    /// Kill the run once it has written more than `bytes` to stdout and stderr together
+    /// ([`MAX_OUTPUT`] unless set), and say so in [`Outcome::leftovers`].
+    pub fn max_output(mut self, bytes: usize) -> Self {
+        self.max_output = bytes;
+        self
+    }
+
     /// Kill the run once every process of it has slept for `quiet` waiting for something (not
     /// a timed sleep) without using any CPU: it waits for itself, and nothing will wake it.
     /// [`Outcome::hang`] then says who waited where, and who held which pipe ends.
     pub fn stuck_after(mut self, quiet: Duration) -> Self {
         self.stuck_after = Some(quiet);
+        self
+    }
+
+    /// At most about `n` processes in the run, so that a fork bomb is stopped: a pids cgroup
+    /// where one can be made ([`Run::max_pids`]), else RLIMIT_NPROC set to the processes this
+    /// user already runs plus `n` (which the kernel does not apply to root).
+    pub fn contain_processes(mut self, n: u32) -> Self {
+        if PidsCgroup::available().is_ok() {
+            self.max_pids = Some(n);
+        } else {
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: getuid only returns this process's real user id; it cannot fail.
+            let uid = unsafe { libc::getuid() };
+            let mine = std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+                .count() as u64;
+            self.max_user_processes = Some(mine + u64::from(n));
+        }
         self
     }
 
@@ -328,9 +365,26 @@ impl<'a> Run<'a> {
             Ending::CtrlCAtLine(prefix) => Some((prefix, Arc::clone(&ctrl_c))),
             _ => None,
         };
-        let stdout = drain_lines(child.stdout.take().expect("stdout is piped"), marker);
-        let stderr_mark = self.stderr_mark.map(str::to_string);
-        let stderr = drain_marked(child.stderr.take().expect("stderr is piped"), stderr_mark);
+        let budget = Arc::new(OutputBudget {
+            left: std::sync::atomic::AtomicUsize::new(self.max_output),
+            group,
+            flooded: AtomicBool::new(false),
+        });
+        let stdout = drain(child.stdout.take().expect("stdout is piped"), Arc::clone(&budget), move |line| {
+            if let Some((prefix, ctrl_c)) = &marker
+                && line.starts_with(prefix)
+            {
+                ctrl_c.interrupt();
+            }
+        });
+        let (stderr_mark, marked) = (self.stderr_mark.map(str::to_string), Arc::new(Mutex::new(None)));
+        let seen = Arc::clone(&marked);
+        let stderr = drain(child.stderr.take().expect("stderr is piped"), Arc::clone(&budget), move |line| {
+            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.is_none() && stderr_mark.as_deref().is_some_and(|m| line.starts_with(m)) {
+                *seen = Some(Instant::now());
+            }
+        });
         let ending = self.ending;
         let watcher = (!matches!(ending, Ending::Natural | Ending::CtrlCAtLine(_))).then(|| {
             let ctrl_c = Arc::clone(&ctrl_c);
@@ -385,7 +439,11 @@ impl<'a> Run<'a> {
         leftovers.extend(leftover_processes(self.grace, interrupted));
         // Only now: a leftover process may hold the output pipes open, and it has been killed.
         let stdout = stdout.join().expect("the stdout reader");
-        let (stderr, marked) = stderr.join().expect("the stderr reader");
+        let stderr = stderr.join().expect("the stderr reader");
+        let marked = *marked.lock().unwrap_or_else(|e| e.into_inner());
+        if budget.flooded.load(Ordering::Relaxed) {
+            leftovers.push(format!("flooded its output: more than {} bytes, killed", self.max_output));
+        }
         leftovers.extend(dirs.leftover_files(isolated));
         if !isolated {
             for entry in shm_entries(Path::new("/dev/shm")).difference(&shm_before) {
@@ -447,8 +505,8 @@ impl<'a> Run<'a> {
     fn command(&self, dirs: &RunDirs, isolated: bool, cgroup: Option<&PidsCgroup>) -> Command {
         let mut command = Command::new(self.program);
         let procs = cgroup.map(|c| c.procs.clone());
-        let max_open_files = self.max_open_files;
-        if procs.is_some() || max_open_files.is_some() {
+        let (max_open_files, max_user_processes) = (self.max_open_files, self.max_user_processes);
+        if procs.is_some() || max_open_files.is_some() || max_user_processes.is_some() {
             // SAFETY: between fork and exec only async-signal-safe work may be done: open,
             // write and close of a path made before the fork, getpid, setrlimit; the pid is
             // written out digit by digit into a buffer on the stack, allocating nothing.
@@ -459,6 +517,9 @@ impl<'a> Run<'a> {
                     }
                     if let Some(n) = max_open_files {
                         nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)?;
+                    }
+                    if let Some(n) = max_user_processes {
+                        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NPROC, n, n)?;
                     }
                     Ok(())
                 });
@@ -834,47 +895,59 @@ fn died_of_sigkill(d: &Descendant) -> bool {
     true
 }
 
-/// Read a pipe to its end, by lines; interrupt the run when a line starts with `marker`.
-fn drain_lines(
-    pipe: impl Read + Send + 'static,
-    marker: Option<(&'static str, Arc<CtrlC>)>,
-) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let piece = String::from_utf8_lossy(&line);
-            if let Some((prefix, ctrl_c)) = &marker
-                && piece.starts_with(prefix)
-            {
-                ctrl_c.interrupt();
-            }
-            text.push_str(&piece);
-            line.clear();
-        }
-        text
-    })
+/// How much output a run may write, stdout and stderr together, before it is stopped.
+struct OutputBudget {
+    left: std::sync::atomic::AtomicUsize,
+    /// The run's process group, killed when the budget runs out.
+    group: Pid,
+    flooded: AtomicBool,
 }
 
-/// Read a pipe to its end, by lines; note when the first line starting with `mark` came.
-fn drain_marked(
-    pipe: impl Read + Send + 'static,
-    mark: Option<String>,
-) -> thread::JoinHandle<(String, Option<Instant>)> {
-    thread::spawn(move || {
-        let (mut text, mut marked) = (String::new(), None);
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-            let piece = String::from_utf8_lossy(&line);
-            if marked.is_none() && mark.as_deref().is_some_and(|m| piece.starts_with(m)) {
-                marked = Some(Instant::now());
+impl OutputBudget {
+    /// Take `n` bytes from the budget; false (and the run killed) once it is spent.
+    fn take(&self, n: usize) -> bool {
+        let before = self.left.fetch_sub(n.min(self.left.load(Ordering::Relaxed)), Ordering::Relaxed);
+        if before < n {
+            if !self.flooded.swap(true, Ordering::Relaxed) {
+                let _ = killpg(self.group, Signal::SIGKILL);
             }
-            text.push_str(&piece);
-            line.clear();
+            return false;
         }
-        (text, marked)
+        true
+    }
+}
+
+/// Read a pipe to its end, a chunk at a time, calling `on_line` with each line as it comes
+/// (for markers), and keeping what fits in `budget`. Never a line longer than a chunk in
+/// memory beyond the budget: a program that floods its output is stopped, not buffered.
+fn drain(
+    pipe: impl Read + Send + 'static,
+    budget: Arc<OutputBudget>,
+    mut on_line: impl FnMut(&str) + Send + 'static,
+) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let (mut text, mut pipe, mut chunk) = (Vec::new(), pipe, vec![0u8; 64 * 1024]);
+        let mut line_start = 0;
+        loop {
+            let n = match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            if !budget.take(n) {
+                continue; // keep reading to the end (the run is being killed), keep nothing more
+            }
+            text.extend_from_slice(&chunk[..n]);
+            while let Some(at) = text[line_start..].iter().position(|&b| b == b'\n') {
+                on_line(&String::from_utf8_lossy(&text[line_start..line_start + at + 1]));
+                line_start += at + 1;
+            }
+        }
+        if line_start < text.len() {
+            on_line(&String::from_utf8_lossy(&text[line_start..]));
+        }
+        String::from_utf8_lossy(&text).into_owned()
     })
 }
 

@@ -132,9 +132,9 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     };
     let start = Instant::now();
     // Start both before joining either: they sleep at the same time. (fork_named is
-    // fork_child with a name, Python's Process(name=...): errors say "sleeper".)
-    let first = fork_named("sleeper", nap)?;
-    let second = fork_named("sleeper", nap)?;
+    // fork_child with a name, Python's Process(name=...): errors say which sleeper.)
+    let first = fork_named("first sleeper", nap)?;
+    let second = fork_named("second sleeper", nap)?;
     let first_code = join(first)?;
     let second_code = join(second)?;
     let took = start.elapsed();
