@@ -67,6 +67,17 @@ fn starter_fails(exercise: &Exercise) -> Result<(), Failed> {
         verdict = ex::check(exercise, &subject, scratch()); // once more
     }
     match &verdict {
+        // A hang's diagnosis picks the hint the exercise names for what it finds.
+        Verdict::Fail { kind: Kind::Hang, hint: None, message }
+            if exercise.kind == Kind::Hang && !exercise.diagnosis.is_empty() =>
+        {
+            return Err(format!(
+                "the hang of {} found nothing its diagnosis ({:?}) names a hint for:\n{message}",
+                exercise.id(),
+                exercise.diagnosis
+            )
+            .into());
+        }
         Verdict::Fail { kind, .. } if *kind == exercise.kind => {}
         other => {
             return Err(format!(
@@ -85,7 +96,7 @@ fn starter_fails(exercise: &Exercise) -> Result<(), Failed> {
 
 /// A race verdict with at most half of the runs right.
 fn races_clearly(verdict: &Verdict) -> bool {
-    let Verdict::Fail { kind: Kind::Race, message } = verdict else { return false };
+    let Verdict::Fail { kind: Kind::Race, message, .. } = verdict else { return false };
     let numbers: Vec<u32> = message.split_whitespace().take(3).filter_map(|w| w.parse().ok()).collect();
     matches!(numbers.as_slice(), [right, runs] if right * 2 <= *runs)
 }
@@ -130,6 +141,9 @@ fn is_complete(exercise: &Exercise) -> Result<(), Failed> {
     }
     if exercise.kind == Kind::Race && exercise.race_runs.is_none() {
         missing.push("race_runs, for a race".into());
+    }
+    if exercise.kind == Kind::Hang && exercise.diagnosis.is_empty() {
+        missing.push("diagnosis, for a hang: which hint fits what the report finds".into());
     }
     if exercise.kind == Kind::Fault && exercise.faults.is_empty() {
         missing.push("faults, for a fault".into());

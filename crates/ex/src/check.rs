@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use regex::Regex;
-use supervisor::{Outcome, REDACTIONS, Run};
+use supervisor::{Outcome, REDACTIONS, Run, stuck};
 
 use crate::manifest::{Exercise, Kind};
 
@@ -44,8 +44,9 @@ pub enum Verdict {
     /// Every check passed; what the race check saw, if there was one; a note (a slow check
     /// that could not conclude here).
     Pass { race: Option<(u32, u32)>, note: Option<String> },
-    /// The first check that failed, and what to tell the learner.
-    Fail { kind: Kind, message: String },
+    /// The first check that failed, and what to tell the learner; for a hang, the hint
+    /// (its index) that fits what the diagnosis found, if the exercise names one.
+    Fail { kind: Kind, message: String, hint: Option<usize> },
 }
 
 impl Verdict {
@@ -58,7 +59,7 @@ impl Verdict {
 }
 
 fn fail(kind: Kind, message: impl Into<String>) -> Verdict {
-    Verdict::Fail { kind, message: message.into() }
+    Verdict::Fail { kind, message: message.into(), hint: None }
 }
 
 /// What a check runs: a build of an exercise (the learner's, the starter or the solution),
@@ -75,12 +76,12 @@ pub struct Subject<'a> {
 pub fn check(exercise: &Exercise, subject: &Subject, scratch: &Path) -> Verdict {
     let (binary, expected) = (subject.binary, subject.expected);
     let outcome = run(binary, scratch, None);
-    if let Some(verdict) = hang_or_leak(&outcome, "") {
+    if let Some(verdict) = hang_or_leak(exercise, &outcome, "") {
         return verdict;
     }
     let mut race = None;
     if let Some(runs) = exercise.race_runs {
-        let right = race_runs(binary, scratch, runs, &outcome);
+        let right = race_runs(exercise, binary, scratch, runs, &outcome);
         match right {
             Err(verdict) => return verdict,
             Ok(right) => race = Some((right, runs)),
@@ -97,7 +98,7 @@ pub fn check(exercise: &Exercise, subject: &Subject, scratch: &Path) -> Verdict 
         return fail(Kind::Output, difference(expected, &got));
     }
     for fault in &exercise.faults {
-        if let Some(verdict) = survives(binary, scratch, fault) {
+        if let Some(verdict) = survives(exercise, binary, scratch, fault) {
             return verdict;
         }
     }
@@ -117,7 +118,7 @@ pub fn check(exercise: &Exercise, subject: &Subject, scratch: &Path) -> Verdict 
     }
     let mut note = None;
     if let Some(ratio) = exercise.slow_ratio {
-        match slow(subject, scratch, ratio) {
+        match slow(exercise, subject, scratch, ratio) {
             Ok(said) => note = said,
             Err(verdict) => return verdict,
         }
@@ -131,7 +132,12 @@ const TIMED_RUNS: usize = 5;
 /// The slow check: the median of [`TIMED_RUNS`] runs against the reference's, alternating so
 /// that both see the same machine. A note instead of a verdict on fewer than 2 CPUs, where a
 /// program with two processes at work cannot show what it would gain.
-fn slow(subject: &Subject, scratch: &Path, ratio: f64) -> Result<Option<String>, Verdict> {
+fn slow(
+    exercise: &Exercise,
+    subject: &Subject,
+    scratch: &Path,
+    ratio: f64,
+) -> Result<Option<String>, Verdict> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
         return Ok(Some(format!("the speed check is inconclusive here: {cpus} CPU, and it needs 2")));
@@ -140,7 +146,7 @@ fn slow(subject: &Subject, scratch: &Path, ratio: f64) -> Result<Option<String>,
     for _ in 0..TIMED_RUNS {
         theirs.push(run(subject.reference, scratch, None).elapsed.as_secs_f64());
         let outcome = run(subject.binary, scratch, None);
-        if let Some(verdict) = hang_or_leak(&outcome, " (on a timed run)") {
+        if let Some(verdict) = hang_or_leak(exercise, &outcome, " (on a timed run)") {
             return Err(verdict);
         }
         mine.push(outcome.elapsed.as_secs_f64());
@@ -183,8 +189,13 @@ fn run(binary: &Path, scratch: &Path, fault: Option<&str>) -> Outcome {
 
 /// The hang or the leak of one run, if any. `during` says what the run was ("with worker 1
 /// killed").
-fn hang_or_leak(outcome: &Outcome, during: &str) -> Option<Verdict> {
+fn hang_or_leak(exercise: &Exercise, outcome: &Outcome, during: &str) -> Option<Verdict> {
     if let Some(hang) = &outcome.hang {
+        // The first finding the exercise has a hint for picks it.
+        let hint = stuck::diagnose(&hang.processes)
+            .iter()
+            .find_map(|finding| exercise.diagnosis.get(finding.key))
+            .map(|number| number - 1);
         let what = if hang.stuck {
             format!(
                 "it never ended{during}: after {:.1} s, every process of it was asleep, waiting, and none used the CPU.\n\
@@ -195,7 +206,7 @@ fn hang_or_leak(outcome: &Outcome, during: &str) -> Option<Verdict> {
         } else {
             format!("it was still running{during} after {TIMEOUT:?}. Its processes then:\n{}", hang.report)
         };
-        return Some(fail(Kind::Hang, what));
+        return Some(Verdict::Fail { kind: Kind::Hang, message: what, hint });
     }
     if let Some(flood) = outcome.leftovers.iter().find(|l| l.starts_with("flooded")) {
         return Some(fail(
@@ -216,12 +227,18 @@ fn hang_or_leak(outcome: &Outcome, during: &str) -> Option<Verdict> {
 /// had. One after another, on an otherwise quiet machine: a CPU hog beside them would add
 /// preemptions, but it turns every `yield_now` in a program into a lost time slice (the
 /// lock-race chapter measures it), and a correct program that yields in a loop then crawls.
-fn race_runs(binary: &Path, scratch: &Path, runs: u32, first: &Outcome) -> Result<u32, Verdict> {
+fn race_runs(
+    exercise: &Exercise,
+    binary: &Path,
+    scratch: &Path,
+    runs: u32,
+    first: &Outcome,
+) -> Result<u32, Verdict> {
     let mut right = u32::from(first.status.success());
     let mut wrong_said = (!first.status.success()).then(|| last_line(&first.stderr));
     for _ in 1..runs {
         let outcome = run(binary, scratch, None);
-        if let Some(verdict) = hang_or_leak(&outcome, " (on a later run)") {
+        if let Some(verdict) = hang_or_leak(exercise, &outcome, " (on a later run)") {
             return Err(verdict);
         }
         if outcome.status.success() {
@@ -238,15 +255,15 @@ fn race_runs(binary: &Path, scratch: &Path, runs: u32, first: &Outcome) -> Resul
 }
 
 /// One run with `FORKLORE_FAULT=spec`: `None` if it failed as it should.
-fn survives(binary: &Path, scratch: &Path, spec: &str) -> Option<Verdict> {
+fn survives(exercise: &Exercise, binary: &Path, scratch: &Path, spec: &str) -> Option<Verdict> {
     let what = match spec.split_once(':') {
         Some(("kill", worker)) => format!("with worker {worker} killed (SIGKILL) at its fault point"),
         Some(("panic", worker)) => format!("with worker {worker} panicking at its fault point"),
         _ => format!("with FORKLORE_FAULT={spec}"),
     };
     let outcome = run(binary, scratch, Some(spec));
-    if let Some(Verdict::Fail { message, .. }) = hang_or_leak(&outcome, &format!(" {what}")) {
-        return Some(fail(Kind::Fault, message));
+    if let Some(Verdict::Fail { message, hint, .. }) = hang_or_leak(exercise, &outcome, &format!(" {what}")) {
+        return Some(Verdict::Fail { kind: Kind::Fault, message, hint });
     }
     let last = last_line(&outcome.stderr);
     // How the kit shows the end of a killed child, and of one that panicked.

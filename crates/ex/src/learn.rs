@@ -216,6 +216,18 @@ impl Learn {
         Ok(seen.min(exercise.hints.len().saturating_sub(1)))
     }
 
+    /// Count hints up to `index` as seen (a check showed that one).
+    pub fn saw_hint(&self, exercise: &Exercise, index: usize) -> anyhow::Result<()> {
+        let mut progress = self.progress();
+        let key = format!("{}#hints", exercise.id());
+        let seen = progress.get(&key).and_then(|v| v.as_integer()).unwrap_or(0).max(0) as usize;
+        if index + 1 > seen {
+            progress.insert(key, toml::Value::Integer(index as i64 + 1));
+            self.save(&progress)?;
+        }
+        Ok(())
+    }
+
     /// The exercise the learner worked on last, if any.
     pub fn current(&self) -> Option<String> {
         self.progress().get("current").and_then(|v| v.as_str()).map(str::to_string)

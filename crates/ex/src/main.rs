@@ -158,6 +158,7 @@ fn check_copy(root: &Path, learn: &Learn, all: &[Exercise], exercise: &Exercise)
             return Ok(Verdict::Fail {
                 kind: ex::Kind::Build,
                 message: format!("it does not build:\n{compiler}"),
+                hint: None,
             });
         }
     };
@@ -187,10 +188,22 @@ fn report(learn: &Learn, exercise: &Exercise, verdict: &Verdict) -> anyhow::Resu
                 "`cargo ex solution` shows the reference solution; `cargo ex` goes on to the next exercise."
             );
         }
-        Verdict::Fail { kind, message } => {
+        Verdict::Fail { kind, message, hint } => {
             learn.set_state(exercise, State::Attempted)?;
             println!("\n✗ {kind}: {message}");
-            println!("`cargo ex hint` gives a hint ({} in all).", exercise.hints.len());
+            match hint {
+                // What the hang's diagnosis found picks the hint.
+                Some(index) => {
+                    learn.saw_hint(exercise, *index)?;
+                    println!(
+                        "What it found fits hint {} of {}:\n  {}",
+                        index + 1,
+                        exercise.hints.len(),
+                        exercise.hints[*index]
+                    );
+                }
+                None => println!("`cargo ex hint` gives a hint ({} in all).", exercise.hints.len()),
+            }
         }
     }
     Ok(())

@@ -61,7 +61,12 @@ pub struct Exercise {
     pub task: String,
     pub hints: Vec<String>,
     pub why: String,
-    /// Runs that must all succeed (a race check), two at a time.
+    /// Which hint fits what a hang's diagnosis found, by the finding's key (`own-write-end`,
+    /// `nobody-writes`, `nobody-reads`: see `supervisor::stuck::diagnose`) and the hint's
+    /// number, from 1: the check shows it with the report.
+    #[serde(default)]
+    pub diagnosis: std::collections::BTreeMap<String, usize>,
+    /// Runs that must all succeed (a race check).
     #[serde(default)]
     pub race_runs: Option<u32>,
     /// `FORKLORE_FAULT` values to run it with (`kill:1`, `panic:1`): each run must fail
@@ -150,6 +155,11 @@ pub fn all(root: &Path) -> anyhow::Result<Vec<Exercise>> {
             exercise.lesson = lesson.clone();
             if exercise.hints.is_empty() {
                 bail!("{}: an exercise needs at least one hint", exercise.id());
+            }
+            if let Some((key, _)) =
+                exercise.diagnosis.iter().find(|&(_, &hint)| hint == 0 || hint > exercise.hints.len())
+            {
+                bail!("{}: diagnosis `{key}` names a hint it does not have", exercise.id());
             }
             found.push(exercise);
         }

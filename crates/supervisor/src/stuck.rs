@@ -85,7 +85,14 @@ pub(crate) fn all_waiting(run: &[Sleeper]) -> Option<u64> {
 
 /// What a sleeping process waits for, in words, from where it sleeps.
 fn waiting_for(wchan: &str) -> String {
-    let what = if wchan.contains("pipe_read") {
+    match what_it_waits_for(wchan) {
+        Some(what) => format!("{what} ({wchan})"),
+        None => format!("in {wchan}"),
+    }
+}
+
+fn what_it_waits_for(wchan: &str) -> Option<&'static str> {
+    Some(if wchan.contains("pipe_read") {
         "to read from a pipe"
     } else if wchan.contains("pipe_write") {
         "to write into a full pipe"
@@ -98,9 +105,8 @@ fn waiting_for(wchan: &str) -> String {
     } else if wchan.contains("poll") || wchan.contains("select") {
         "in poll, for one of several things"
     } else {
-        return format!("in {wchan}");
-    };
-    format!("{what} ({wchan})")
+        return None;
+    })
 }
 
 /// A report of a run that waits for itself: each process, where it sleeps and the ends it
@@ -152,18 +158,92 @@ pub fn report(run: &[Sleeper]) -> String {
             if writers.is_empty() { "nobody".into() } else { writers.join(", ") },
         );
     }
-    for s in run.iter().filter(|s| s.wchan.contains("pipe_read")) {
-        for (_, what, access) in &s.ends {
-            let writes_too = s.ends.iter().any(|(_, w, a)| w == what && a.contains("write"));
-            if access.contains("read") && writes_too {
-                let _ = writeln!(
-                    text,
-                    "  pid {} reads {what} and holds its write end itself: it can never see EOF \
-                     while it holds it (close the ends a process does not use, right after fork)",
-                    s.pid
-                );
+    for finding in diagnose(run) {
+        let _ = writeln!(text, "  {}", finding.said);
+    }
+    text
+}
+
+/// Something that stands out in a run that waits for itself, in words, with a key an
+/// exercise's manifest can pick a hint by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// `own-write-end`: a reader holds the write end of a pipe it reads, so it never sees EOF.
+    /// `nobody-writes`: a reader waits for data that no process is about to write: every
+    /// other holder of the write end sleeps elsewhere. `nobody-reads`: a writer waits for room
+    /// in a full pipe that no process is about to read.
+    pub key: &'static str,
+    pub said: String,
+}
+
+/// What stands out in `run`, a run whose every process waits: a reader that holds its own
+/// write end, a reader whose writers all wait elsewhere, a writer whose readers all do. A
+/// process that sleeps in a pipe read may hold several read ends; each counts.
+pub fn diagnose(run: &[Sleeper]) -> Vec<Finding> {
+    let alive: Vec<&Sleeper> = run.iter().filter(|s| s.state != 'Z').collect();
+    let others = |me: i32, pipe: &str, want: &str| -> Vec<&Sleeper> {
+        alive
+            .iter()
+            .copied()
+            .filter(|s| s.pid != me && s.ends.iter().any(|(_, w, a)| w == pipe && a.contains(want)))
+            .collect()
+    };
+    let named = |holders: &[&Sleeper]| -> String {
+        holders
+            .iter()
+            .map(|s| format!("pid {} waits {}", s.pid, what_it_waits_for(&s.wchan).unwrap_or(&s.wchan)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut found = Vec::new();
+    for s in &alive {
+        let reading = s.wchan.contains("pipe_read");
+        let writing = s.wchan.contains("pipe_write");
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, pipe, access) in &s.ends {
+            if !pipe.starts_with("pipe:") || !seen.insert(pipe.as_str()) {
+                continue;
+            }
+            let holds = |want: &str| s.ends.iter().any(|(_, w, a)| w == pipe && a.contains(want));
+            if reading && access.contains("read") {
+                if holds("write") {
+                    found.push(Finding {
+                        key: "own-write-end",
+                        said: format!(
+                            "pid {} reads {pipe} and holds its write end itself: it can never see EOF \
+                             while it holds it (close the ends a process does not use, right after fork)",
+                            s.pid
+                        ),
+                    });
+                }
+                let writers = others(s.pid, pipe, "write");
+                if !writers.is_empty() && writers.iter().all(|w| !w.wchan.contains("pipe_write")) {
+                    found.push(Finding {
+                        key: "nobody-writes",
+                        said: format!(
+                            "pid {} waits for data on {pipe}, and every other process that could write \
+                             it waits for something else: {}",
+                            s.pid,
+                            named(&writers)
+                        ),
+                    });
+                }
+            }
+            if writing && holds("write") {
+                let readers = others(s.pid, pipe, "read");
+                if !readers.is_empty() && readers.iter().all(|r| !r.wchan.contains("pipe_read")) {
+                    found.push(Finding {
+                        key: "nobody-reads",
+                        said: format!(
+                            "pid {} waits for room in {pipe} (a pipe holds 64 KiB), and every process \
+                             that could read it waits for something else: {}",
+                            s.pid,
+                            named(&readers)
+                        ),
+                    });
+                }
             }
         }
     }
-    text
+    found
 }
