@@ -15,6 +15,11 @@
 //!   what `cargo xtask exercises` makes of the manifests; each chapter with exercises
 //!   includes its section, and SUMMARY.md lists its solutions page under it.
 //!
+//! - `grading-a-class`: `cargo ex grade`'s code grades a generated class of 10 on three
+//!   exercises (an output, a race, a hang), and every cell is what the student's work must
+//!   give: passed, the declared kind of a starter, does not build, not started; a student who
+//!   changed the checks in their own copy is graded by the pristine ones.
+//!
 //! The programs are the workspace's own builds: clippy and rustfmt check them with the rest
 //! of the code (.ci/run). A learner's copies in `learn/` are never built or checked here.
 
@@ -31,6 +36,10 @@ fn main() {
         let all = all.clone();
         move || book_pages_are_current(&all)
     })];
+    trials.push(Trial::test("grading-a-class", {
+        let all = all.clone();
+        move || grading_a_class(&all)
+    }));
     for exercise in all {
         let id = exercise.id();
         let e = exercise.clone();
@@ -204,4 +213,44 @@ fn book_pages_are_current(all: &[Exercise]) -> Result<(), Failed> {
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+fn grading_a_class(all: &[Exercise]) -> Result<(), Failed> {
+    let root = forklore::root();
+    let chosen = ["pipe/framing", "value-array/lost-updates", "pipe/never-eof"];
+    let exercises: Vec<&Exercise> = chosen
+        .iter()
+        .map(|id| all.iter().find(|e| e.id() == *id).ok_or_else(|| format!("no exercise {id}")))
+        .collect::<Result<_, _>>()?;
+    let place = scratch().join("grading");
+    let class = place.join("class");
+    let _ = std::fs::remove_dir_all(&class);
+    let works = ex::grade::make_class(root, &exercises, &class, 10)?;
+    let grades = ex::grade::grade(
+        root,
+        &class,
+        all,
+        &exercises,
+        &place.join("work"),
+        &root.join("target/learn"),
+        &mut |_| {},
+    )?;
+    let mut wrong = Vec::new();
+    for ((student, cells), works) in grades.students.iter().zip(&works) {
+        for ((cell, work), exercise) in cells.iter().zip(works).zip(&exercises) {
+            if !cell.short().starts_with(&work.expected(exercise)) {
+                wrong.push(format!("{student} {}: {cell:?}, for {work:?}", exercise.id()));
+            }
+        }
+    }
+    if grades.students.len() != 10 || !wrong.is_empty() {
+        return Err(
+            format!("{} students graded; wrong cells:\n{}", grades.students.len(), wrong.join("\n")).into()
+        );
+    }
+    let table = grades.markdown();
+    if !table.contains("| student-02 |") || grades.csv().lines().count() != 11 {
+        return Err(format!("the tables lack rows:\n{table}").into());
+    }
+    Ok(())
 }

@@ -8,6 +8,9 @@
 //! - `cargo xtask exercises`: write the book's pages of exercises from their manifests
 //!   (`exercises/<lesson>/exercises.toml`): each chapter's Exercises section and each
 //!   lesson's solutions page (crates/ex/src/book.rs).
+//! - `cargo xtask class DIR [N]`: make a class of N generated students (30 if not given) in
+//!   DIR, for measuring `cargo ex grade DIR`: copies made from solutions and starters, some
+//!   broken, some missing (crates/ex/src/grade.rs).
 
 use std::process::{Command, ExitCode, Stdio};
 
@@ -18,11 +21,14 @@ const USAGE: &str = "\
 Usage: cargo xtask book
        cargo xtask measure [LESSON...] [--runs N]
        cargo xtask exercises
+       cargo xtask class DIR [N]
 
   book      build the book into book/build (open book/build/index.html)
   measure   re-measure lessons in release mode on this machine and regenerate their
             tables under book/src/measured/ (all lessons unless some are named)
-  exercises write the book's exercise sections and solutions pages from the manifests";
+  exercises write the book's exercise sections and solutions pages from the manifests
+  class     make a class of N generated students (30 by default) in DIR, to try
+            `cargo ex grade DIR` on";
 
 fn main() -> ExitCode {
     match run() {
@@ -63,7 +69,9 @@ fn run() -> Result<(), Problem> {
             Long("runs") if command == "measure" => {
                 runs = Some(parser.value().map_err(usage)?.string().map_err(usage)?)
             }
-            Value(lesson) if command == "measure" => lessons.push(lesson.string().map_err(usage)?),
+            Value(lesson) if command == "measure" || command == "class" => {
+                lessons.push(lesson.string().map_err(usage)?)
+            }
             other => return Err(Problem::Usage(other.unexpected().to_string())),
         }
     }
@@ -71,6 +79,7 @@ fn run() -> Result<(), Problem> {
         "book" => book(),
         "measure" => measure(lessons, runs),
         "exercises" => exercises(),
+        "class" => class(&lessons),
         other => Err(Problem::Usage(format!("unknown command {other:?}"))),
     }
 }
@@ -84,6 +93,40 @@ fn exercises() -> Result<(), Problem> {
         std::fs::write(&path, text).map_err(fail)?;
         println!("wrote {}", path.strip_prefix(root).unwrap_or(&path).display());
     }
+    Ok(())
+}
+
+/// `class DIR [N]`: a generated class to grade.
+fn class(args: &[String]) -> Result<(), Problem> {
+    let (dir, size) = match args {
+        [dir] => (dir, 30),
+        [dir, size] => match size.parse::<usize>() {
+            Ok(size) if size > 0 => (dir, size),
+            _ => return Err(Problem::Usage(format!("a class has 1 or more students: not {size:?}"))),
+        },
+        _ => return Err(Problem::Usage("class DIR [N]".into())),
+    };
+    let root = forklore::root();
+    let all = ex::manifest::all(root).map_err(|e| Problem::Failed(format!("{e:#}")))?;
+    let dir = std::path::Path::new(dir);
+    if dir.exists() {
+        return Err(Problem::Failed(format!("{} exists: name a new folder", dir.display())));
+    }
+    let exercises: Vec<&ex::Exercise> = all.iter().collect();
+    let works =
+        ex::grade::make_class(root, &exercises, dir, size).map_err(|e| Problem::Failed(format!("{e:#}")))?;
+    let count = |work| works.iter().flatten().filter(|w| **w == work).count();
+    use ex::grade::Work;
+    println!(
+        "made {size} students in {}: {} solved, {} starters, {} broken, {} not started; grade them with \
+         `cargo ex grade {}`",
+        dir.display(),
+        count(Work::Solved),
+        count(Work::Starter),
+        count(Work::Broken),
+        count(Work::Absent),
+        dir.display()
+    );
     Ok(())
 }
 

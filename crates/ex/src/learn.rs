@@ -80,17 +80,18 @@ impl Learn {
         let reference = format!("{}-solution", exercise.bin());
         // A speed check times release builds, as `--measure` does.
         let release = exercise.slow_ratio.is_some();
-        let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--quiet", "--message-format", "short", "--bin", &exercise.bin()])
-            .args(["--bin", &reference])
-            .args(release.then_some("--release"))
-            .arg("--manifest-path")
-            .arg(self.dir.join("Cargo.toml"))
-            .arg("--target-dir")
-            .arg(&target)
-            .env_remove("CARGO_TARGET_DIR")
-            .output()
-            .context("run cargo build")?;
+        let output = supervisor::output_of(
+            Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["build", "--quiet", "--message-format", "short", "--bin", &exercise.bin()])
+                .args(["--bin", &reference])
+                .args(release.then_some("--release"))
+                .arg("--manifest-path")
+                .arg(self.dir.join("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target)
+                .env_remove("CARGO_TARGET_DIR"),
+        )
+        .context("run cargo build")?;
         if !output.status.success() {
             let said = String::from_utf8_lossy(&output.stderr);
             let errors: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).take(12).collect();
@@ -101,63 +102,14 @@ impl Learn {
     }
 
     /// `learn/Cargo.toml`: a package of its own (its own workspace) with one program per
-    /// exercise copy, and the dependencies the exercises' packages have, as the project pins
-    /// them (the project's `Cargo.lock` is copied once, so the versions are the same).
+    /// exercise copy, and the reference solution's beside it.
     fn write_package(&self, all: &[Exercise]) -> anyhow::Result<()> {
-        let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(self.root.join("Cargo.toml"))?)?;
-        let pinned = manifest
-            .get("workspace")
-            .and_then(|w| w.get("dependencies"))
-            .and_then(|d| d.as_table())
-            .context("the project's [workspace.dependencies]")?;
-        let mut wanted = BTreeMap::new();
-        for lesson in all.iter().map(|e| e.lesson.as_str()).collect::<std::collections::BTreeSet<_>>() {
-            let package = self.root.join("exercises").join(lesson).join("Cargo.toml");
-            let table: toml::Table = toml::from_str(&std::fs::read_to_string(&package)?)?;
-            for name in
-                table.get("dependencies").and_then(|d| d.as_table()).into_iter().flat_map(|d| d.keys())
-            {
-                let mut spec =
-                    pinned.get(name).cloned().with_context(|| format!("{name} in the workspace"))?;
-                if let Some(path) = spec.get("path").and_then(|p| p.as_str()) {
-                    let absolute = self.root.join(path).to_string_lossy().into_owned();
-                    spec.as_table_mut().expect("a table with a path").insert("path".into(), absolute.into());
-                }
-                wanted.insert(name.clone(), spec);
-            }
+        let mut programs = Vec::new();
+        for exercise in all.iter().filter(|e| self.copy(e).is_file()) {
+            programs.push((exercise.bin(), self.copy(exercise)));
+            programs.push((format!("{}-solution", exercise.bin()), exercise.solution(&self.root)));
         }
-        let mut text = String::from(
-            "# Written by `cargo ex`: the learner's copies of the exercises, built apart from the\n\
-             # project (this is a workspace of its own). Do not edit; your work is in the .rs files.\n\
-             [package]\nname = \"learn\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\nautobins = false\n\n\
-             [workspace]\n\n[dependencies]\n",
-        );
-        for (name, spec) in &wanted {
-            text.push_str(&format!("{name} = {spec}\n")); // a table shows inline: `{ path = "..." }`
-        }
-        for exercise in all {
-            if self.copy(exercise).is_file() {
-                // The learner's copy, and the reference solution, read where it is.
-                text.push_str(&format!(
-                    "\n[[bin]]\nname = \"{}\"\npath = \"{}/{}.rs\"\n\n[[bin]]\nname = \"{}-solution\"\npath = \"{}\"\n",
-                    exercise.bin(),
-                    exercise.lesson,
-                    exercise.name,
-                    exercise.bin(),
-                    exercise.solution(&self.root).display()
-                ));
-            }
-        }
-        std::fs::create_dir_all(&self.dir)?;
-        let path = self.dir.join("Cargo.toml");
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            std::fs::write(&path, text)?;
-        }
-        let lock = self.dir.join("Cargo.lock");
-        if !lock.is_file() {
-            std::fs::copy(self.root.join("Cargo.lock"), &lock).context("copy Cargo.lock")?;
-        }
-        Ok(())
+        write_package(&self.root, &self.dir, "learn", all, &programs)
     }
 
     fn progress_path(&self) -> PathBuf {
@@ -238,4 +190,65 @@ impl Learn {
         progress.insert("current".into(), exercise.id().into());
         self.save(&progress)
     }
+}
+
+/// Write `dir/Cargo.toml`, a package named `name` that is a workspace of its own, with the
+/// given programs (name, source file) and the dependencies the exercises' packages have, as
+/// the project pins them (the project's `Cargo.lock` is copied once, so the versions are the
+/// same). The file is only rewritten when it changes, so that cargo sees nothing new.
+pub(crate) fn write_package(
+    root: &Path,
+    dir: &Path,
+    name: &str,
+    all: &[Exercise],
+    programs: &[(String, PathBuf)],
+) -> anyhow::Result<()> {
+    let manifest: toml::Table = toml::from_str(&std::fs::read_to_string(root.join("Cargo.toml"))?)?;
+    let pinned = manifest
+        .get("workspace")
+        .and_then(|w| w.get("dependencies"))
+        .and_then(|d| d.as_table())
+        .context("the project's [workspace.dependencies]")?;
+    let mut wanted = BTreeMap::new();
+    for lesson in all.iter().map(|e| e.lesson.as_str()).collect::<std::collections::BTreeSet<_>>() {
+        let package = root.join("exercises").join(lesson).join("Cargo.toml");
+        let table: toml::Table = toml::from_str(&std::fs::read_to_string(&package)?)?;
+        for dependency in
+            table.get("dependencies").and_then(|d| d.as_table()).into_iter().flat_map(|d| d.keys())
+        {
+            let mut spec =
+                pinned.get(dependency).cloned().with_context(|| format!("{dependency} in the workspace"))?;
+            if let Some(path) = spec.get("path").and_then(|p| p.as_str()) {
+                let absolute = root.join(path).to_string_lossy().into_owned();
+                spec.as_table_mut().expect("a table with a path").insert("path".into(), absolute.into());
+            }
+            wanted.insert(dependency.clone(), spec);
+        }
+    }
+    let mut text = format!(
+        "# Written by `cargo ex`: exercise programs, built apart from the project (this is a\n\
+         # workspace of its own). Do not edit; the programs are the .rs files.\n\
+         [package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2024\"\npublish = false\nautobins = false\n\n\
+         [workspace]\n\n[dependencies]\n",
+    );
+    for (dependency, spec) in &wanted {
+        text.push_str(&format!("{dependency} = {spec}\n")); // a table shows inline: `{ path = "..." }`
+    }
+    for (program, source) in programs {
+        let source = source.strip_prefix(dir).unwrap_or(source);
+        text.push_str(&format!(
+            "\n[[bin]]\nname = \"{program}\"\npath = {:?}\n",
+            source.display().to_string()
+        ));
+    }
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("Cargo.toml");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&path, text)?;
+    }
+    let lock = dir.join("Cargo.lock");
+    if !lock.is_file() {
+        std::fs::copy(root.join("Cargo.lock"), &lock).context("copy Cargo.lock")?;
+    }
+    Ok(())
 }

@@ -5,10 +5,12 @@
 //! - [`manifest`]: what the exercises are (`exercises/<lesson>/exercises.toml`).
 //! - [`check`]: running a build of one, and the first check it fails.
 //! - [`learn`]: the learner's copies, their build, their progress (`learn/`).
+//! - [`grade`]: a class's copies, built once and checked, into a table.
 //! - [`book`]: the book's pages of exercises and solutions, generated from the manifests.
 
 pub mod book;
 pub mod check;
+pub mod grade;
 pub mod learn;
 pub mod manifest;
 

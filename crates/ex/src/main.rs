@@ -21,6 +21,12 @@ cargo ex: the exercises, one at a time, checked on your machine.
   cargo ex reset EXERCISE   start that exercise again from its starter
   cargo ex help             this
 
+For teachers:
+  cargo ex grade DIR [EXERCISE...]  grade a class: each folder in DIR is one student's copy
+                            of the project; writes DIR/grades.md, grades.csv, grades-details.md
+  cargo ex schedule [MINUTES]  a course plan from the exercises' minutes, in sessions of
+                            MINUTES (90 if not given)
+
 Your copy of an exercise is learn/LESSON/NAME.rs, made from its starter the first time you
 check it; learn/ is yours (git ignores it). A check builds your copy and runs it as the tests
 run the lessons: it must end by itself, leave nothing behind, print what is expected, and, for
@@ -80,6 +86,12 @@ fn run(args: &[String]) -> anyhow::Result<ExitCode> {
             println!("{} is back to its starter: {}", exercise.id(), shown(&root, &learn.copy(exercise)));
             Ok(ExitCode::SUCCESS)
         }
+        ["grade", class, only @ ..] => grade(&root, &all, Path::new(class), only),
+        ["schedule"] => schedule(&all, 90),
+        ["schedule", minutes] => match minutes.parse::<u32>() {
+            Ok(minutes) if minutes >= 30 => schedule(&all, minutes),
+            _ => anyhow::bail!("a session is a number of minutes, 30 or more: not `{minutes}`"),
+        },
         ["watch"] => watch(&root, &learn, &all, None),
         ["watch", name] => watch(&root, &learn, &all, Some(find(&all, name)?)),
         [name] => check_one(&root, &learn, &all, find(&all, name)?),
@@ -308,3 +320,91 @@ fn watch(root: &Path, learn: &Learn, all: &[Exercise], named: Option<&Exercise>)
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
+
+/// Grade the class in `class`: on every exercise, or on those named.
+fn grade(root: &Path, all: &[Exercise], class: &Path, only: &[&str]) -> anyhow::Result<ExitCode> {
+    let exercises: Vec<&Exercise> = if only.is_empty() {
+        all.iter().collect()
+    } else {
+        only.iter().map(|n| find(all, n)).collect::<Result<_, _>>()?
+    };
+    let started = std::time::Instant::now();
+    let grades = ex::grade::grade(
+        root,
+        class,
+        all,
+        &exercises,
+        &root.join("target/grade"),
+        &root.join("target/learn"),
+        &mut |said| eprintln!("{said}"),
+    )?;
+    let written = [
+        ("grades.md", grades.markdown()),
+        ("grades.csv", grades.csv()),
+        ("grades-details.md", grades.details()),
+    ];
+    for (file, text) in &written {
+        std::fs::write(class.join(file), text).with_context(|| format!("write {file}"))?;
+    }
+    print!("{}", grades.markdown());
+    println!(
+        "\n{} students, {} exercises: {:.0} s in all (the build {:.0} s, the checks {:.0} s), on {} CPUs.",
+        grades.students.len(),
+        grades.exercises.len(),
+        started.elapsed().as_secs_f64(),
+        grades.build.as_secs_f64(),
+        grades.checks.as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("Written: {} (grades.md, grades.csv, grades-details.md).", class.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A course plan: the lessons in the book's order, each with its exercises, packed into
+/// sessions of `session` minutes (a lesson's exercises stay together where they fit).
+fn schedule(all: &[Exercise], session: u32) -> anyhow::Result<ExitCode> {
+    let mut lessons: Vec<(&str, Vec<&Exercise>)> = Vec::new();
+    for exercise in all {
+        match lessons.last_mut() {
+            Some((lesson, exercises)) if *lesson == exercise.lesson => exercises.push(exercise),
+            _ => lessons.push((&exercise.lesson, vec![exercise])),
+        }
+    }
+    let total: u32 = all.iter().map(|e| e.minutes).sum();
+    println!("# A course in sessions of {session} minutes\n");
+    println!(
+        "{} exercises, {total} minutes of work in all (the estimates in exercises/*/exercises.toml), \
+         plus {READING} minutes per lesson to read and run its chapter first.\n",
+        all.len()
+    );
+    println!("| session | lesson | exercises | minutes |\n|---|---|---|---|");
+    let (mut number, mut used) = (1, 0);
+    for (lesson, exercises) in &lessons {
+        // The chapter first, then its exercises; a part that does not fit goes to the next session.
+        let mut parts: Vec<(String, u32)> =
+            vec![(format!("read and run `cargo run -p lesson-{lesson}`"), READING)];
+        parts.extend(exercises.iter().map(|e| (format!("`{}` ({})", e.id(), e.kind), e.minutes)));
+        let mut row: Vec<String> = Vec::new();
+        let mut minutes = 0;
+        for (what, length) in parts {
+            if used + length > session && used > 0 {
+                if !row.is_empty() {
+                    println!("| {number} | {lesson} | {} | {minutes} |", row.join(", "));
+                }
+                (number, used, minutes) = (number + 1, 0, 0);
+                row.clear();
+            }
+            row.push(what);
+            used += length;
+            minutes += length;
+        }
+        if !row.is_empty() {
+            println!("| {number} | {lesson} | {} | {minutes} |", row.join(", "));
+        }
+    }
+    println!("\n{number} sessions. Teacher notes for each exercise are on the book's solutions pages.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Minutes to read a chapter and run its lesson, before its exercises.
+const READING: u32 = 20;

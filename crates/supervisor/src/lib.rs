@@ -100,6 +100,14 @@ pub fn build_program(manifest: &Path, package: &str, bin: &str, release: bool) -
         .clone()
 }
 
+/// Run `command` to its end and collect its output, under the same lock as runs, as
+/// [`build`] does: a process started outside it (a `cargo build` in another thread) would be
+/// taken for a run's leftover, and killed.
+pub fn output_of(command: &mut Command) -> std::io::Result<std::process::Output> {
+    let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    command.output()
+}
+
 /// How a supervised run ends.
 #[derive(Clone, Copy, Debug)]
 pub enum Ending {
