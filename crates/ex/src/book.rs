@@ -33,8 +33,9 @@ pub fn solutions_title(lesson: &str) -> String {
     format!("Exercise solutions: {lesson}")
 }
 
-/// The Exercises section that ends `lesson`'s chapter.
-pub fn section(lesson: &str, exercises: &[&Exercise]) -> String {
+/// The Exercises section that ends `lesson`'s chapter; in a student copy (without
+/// `solutions`), it says where the solutions are not.
+pub fn section(lesson: &str, exercises: &[&Exercise], solutions: bool) -> String {
     let minutes: u32 = exercises.iter().map(|e| e.minutes).sum();
     let mut text = format!(
         "{GENERATED}\n\n## Exercises\n\n\
@@ -43,10 +44,16 @@ pub fn section(lesson: &str, exercises: &[&Exercise]) -> String {
          `learn/{lesson}/NAME.rs` (yours to edit; git ignores `learn/`) and checks your copy the way the \
          tests check the lessons: it must end by itself, leave nothing behind and print what is \
          expected, and some must be right on every one of many runs, or survive a worker that dies. \
-         `cargo ex hint` gives the next hint; `cargo ex watch` checks again on every save. The \
-         solutions are on [their own page]({}), for when yours passes.\n",
+         `cargo ex hint` gives the next hint; `cargo ex watch` checks again on every save. {}\n",
         exercises.len(),
-        solutions_file(lesson)
+        if solutions {
+            format!(
+                "The solutions are on [their own page]({}), for when yours passes.",
+                solutions_file(lesson)
+            )
+        } else {
+            "This copy of the project has no solutions: your teacher has them.".to_string()
+        }
     );
     for (i, exercise) in exercises.iter().enumerate() {
         let _ = write!(
@@ -98,15 +105,18 @@ pub fn solutions_page(lesson: &str, exercises: &[&Exercise]) -> String {
     text
 }
 
-/// Every generated page of the exercises, and its text.
+/// Every generated page of the exercises, and its text (in a student copy, no solutions pages).
 pub fn pages(root: &Path, all: &[Exercise]) -> Vec<(PathBuf, String)> {
+    let solutions = !crate::manifest::is_student_copy(root);
     let mut lessons: Vec<&str> = all.iter().map(|e| e.lesson.as_str()).collect();
     lessons.dedup();
     let mut pages = Vec::new();
     for lesson in lessons {
         let mine: Vec<&Exercise> = all.iter().filter(|e| e.lesson == lesson).collect();
-        pages.push((section_path(root, lesson), section(lesson, &mine)));
-        pages.push((solutions_path(root, lesson), solutions_page(lesson, &mine)));
+        pages.push((section_path(root, lesson), section(lesson, &mine, solutions)));
+        if solutions {
+            pages.push((solutions_path(root, lesson), solutions_page(lesson, &mine)));
+        }
     }
     pages
 }

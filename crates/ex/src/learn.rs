@@ -77,13 +77,16 @@ impl Learn {
     ) -> anyhow::Result<Result<(PathBuf, PathBuf), String>> {
         self.write_package(all)?;
         let target = self.root.join("target/learn");
+        // A student copy has no solution to build: the teacher built the reference program of
+        // each exercise that is compared with it (cost, slow); the others never run theirs.
+        let solution = exercise.solution(&self.root).is_file();
         let reference = format!("{}-solution", exercise.bin());
         // A speed check times release builds, as `--measure` does.
         let release = exercise.slow_ratio.is_some();
         let output = supervisor::output_of(
             Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
                 .args(["build", "--quiet", "--message-format", "short", "--bin", &exercise.bin()])
-                .args(["--bin", &reference])
+                .args(solution.then_some(["--bin", &reference]).into_iter().flatten())
                 .args(release.then_some("--release"))
                 .arg("--manifest-path")
                 .arg(self.dir.join("Cargo.toml"))
@@ -98,7 +101,13 @@ impl Learn {
             return Ok(Err(errors.join("\n")));
         }
         let programs = target.join(if release { "release" } else { "debug" });
-        Ok(Ok((programs.join(exercise.bin()), programs.join(reference))))
+        let mine = programs.join(exercise.bin());
+        let reference = match (solution, exercise.prebuilt_reference(&self.root)) {
+            (true, _) => programs.join(reference),
+            (false, prebuilt) if prebuilt.is_file() => prebuilt,
+            (false, _) => mine.clone(),
+        };
+        Ok(Ok((mine, reference)))
     }
 
     /// `learn/Cargo.toml`: a package of its own (its own workspace) with one program per
@@ -107,7 +116,9 @@ impl Learn {
         let mut programs = Vec::new();
         for exercise in all.iter().filter(|e| self.copy(e).is_file()) {
             programs.push((exercise.bin(), self.copy(exercise)));
-            programs.push((format!("{}-solution", exercise.bin()), exercise.solution(&self.root)));
+            if exercise.solution(&self.root).is_file() {
+                programs.push((format!("{}-solution", exercise.bin()), exercise.solution(&self.root)));
+            }
         }
         write_package(&self.root, &self.dir, "learn", all, &programs)
     }

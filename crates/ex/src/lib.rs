@@ -6,10 +6,12 @@
 //! - [`check`]: running a build of one, and the first check it fails.
 //! - [`learn`]: the learner's copies, their build, their progress (`learn/`).
 //! - [`grade`]: a class's copies, built once and checked, into a table.
+//! - [`copy`]: a student copy of the project, without the solutions.
 //! - [`book`]: the book's pages of exercises and solutions, generated from the manifests.
 
 pub mod book;
 pub mod check;
+pub mod copy;
 pub mod grade;
 pub mod learn;
 pub mod manifest;

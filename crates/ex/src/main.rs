@@ -24,6 +24,7 @@ cargo ex: the exercises, one at a time, checked on your machine.
 For teachers:
   cargo ex grade DIR [EXERCISE...]  grade a class: each folder in DIR is one student's copy
                             of the project; writes DIR/grades.md, grades.csv, grades-details.md
+  cargo ex student-copy DEST  a copy of the project for students, without the solutions
   cargo ex schedule [MINUTES]  a course plan from the exercises' minutes, in sessions of
                             MINUTES (90 if not given)
 
@@ -87,6 +88,17 @@ fn run(args: &[String]) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ["grade", class, only @ ..] => grade(&root, &all, Path::new(class), only),
+        ["student-copy", dest] => {
+            let copied = ex::copy::student_copy(&root, &all, Path::new(dest))?;
+            println!(
+                "Wrote a student copy to {dest}: {} files, without {} (the solutions and their pages), \
+                 with {} reference programs for the cost and slow checks.",
+                copied.files,
+                copied.left_out.len(),
+                copied.references
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         ["schedule"] => schedule(&all, 90),
         ["schedule", minutes] => match minutes.parse::<u32>() {
             Ok(minutes) if minutes >= 30 => schedule(&all, minutes),
@@ -253,6 +265,10 @@ fn hint(learn: &Learn, exercise: &Exercise) -> anyhow::Result<ExitCode> {
 }
 
 fn solution(root: &Path, learn: &Learn, all: &[Exercise], exercise: &Exercise) -> anyhow::Result<ExitCode> {
+    if !exercise.solution(root).is_file() {
+        println!("This copy of the project has no solutions (your teacher made it without them): ask them.");
+        return Ok(ExitCode::FAILURE);
+    }
     if learn.state(exercise) != State::Solved {
         // Solved means it passed; check again, in case it was solved before a `reset`.
         if !matches!(check_copy(root, learn, all, exercise)?, Verdict::Pass { .. }) {

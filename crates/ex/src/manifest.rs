@@ -117,6 +117,12 @@ impl Exercise {
         self.dir(root).join("expected.out")
     }
 
+    /// In a student copy, the reference solution's program, built by the teacher (for the
+    /// cost and slow checks, which compare with it): the source is not in the copy.
+    pub fn prebuilt_reference(&self, root: &Path) -> PathBuf {
+        self.dir(root).join("reference")
+    }
+
     /// The name of the starter's program (the solution's adds `-solution`).
     pub fn bin(&self) -> String {
         format!("{}-{}", self.lesson, self.name)
@@ -126,6 +132,15 @@ impl Exercise {
     pub fn package(&self) -> String {
         format!("exercises-{}", self.lesson)
     }
+}
+
+/// The file that marks a student copy of the project (`cargo ex student-copy`): it has no
+/// solutions, and says so.
+pub const STUDENT_COPY: &str = "exercises/STUDENT-COPY.md";
+
+/// Whether the checkout at `root` is a student copy, without the solutions.
+pub fn is_student_copy(root: &Path) -> bool {
+    root.join(STUDENT_COPY).is_file()
 }
 
 /// The lessons in the book's order: the chapters `SUMMARY.md` links, `<lesson>.md`.
