@@ -7,7 +7,8 @@
 //!    processes sleeps waiting for the others without using the CPU (or at the timeout), and
 //!    the report says who waited where and who held which pipe ends.
 //! 2. leak: it must leave nothing: no process, zombie, file or shared-memory segment.
-//! 3. race: with `race_runs`, that many runs must all succeed ("17 of 20 runs right").
+//! 3. race: with `race_runs`, that many runs must all succeed ("17 of 20 runs right"), 2 in
+//!    5 of them two at a time, for load.
 //! 4. output: it must exit 0 and print what the solution prints (pids, times and what the
 //!    program marks as varying redacted, as the lessons' snapshots are).
 //! 5. fault: with each of `faults` (`kill:1`: worker 1 dies of SIGKILL where it calls
@@ -224,9 +225,11 @@ fn hang_or_leak(exercise: &Exercise, outcome: &Outcome, during: &str) -> Option<
 }
 
 /// `runs` runs (the first is `first`): how many succeeded, or a hang or leak that one of them
-/// had. One after another, on an otherwise quiet machine: a CPU hog beside them would add
-/// preemptions, but it turns every `yield_now` in a program into a lost time slice (the
-/// lock-race chapter measures it), and a correct program that yields in a loop then crawls.
+/// had. 2 in 5 of them two at a time, for load: a shell starts two copies at once and
+/// says how each ended (the supervisor runs one program at a time, and the shell is it). Not
+/// a CPU hog beside them: a hog turns every `yield_now` of a program into a lost time slice
+/// (the lock-race chapter measures it), and a correct program that yields in a loop crawls;
+/// a second copy of the program yields back.
 fn race_runs(
     exercise: &Exercise,
     binary: &Path,
@@ -236,22 +239,59 @@ fn race_runs(
 ) -> Result<u32, Verdict> {
     let mut right = u32::from(first.status.success());
     let mut wrong_said = (!first.status.success()).then(|| last_line(&first.stderr));
-    for _ in 1..runs {
-        let outcome = run(binary, scratch, None);
-        if let Some(verdict) = hang_or_leak(exercise, &outcome, " (on a later run)") {
+    let mut done = 1;
+    let pairs = (runs - 1) / 4;
+    for pair in 0..(runs - 1 - pairs) {
+        let together = pair < pairs;
+        let outcome = if together { run_two(binary, scratch) } else { run(binary, scratch, None) };
+        let during = if together { " (on a later run, two at once)" } else { " (on a later run)" };
+        if let Some(verdict) = hang_or_leak(exercise, &outcome, during) {
             return Err(verdict);
         }
-        if outcome.status.success() {
-            right += 1;
-        } else if wrong_said.is_none() {
-            wrong_said = Some(last_line(&outcome.stderr));
+        let ended_well: Vec<bool> = if together {
+            // The shell's one line: how each copy ended.
+            outcome.stdout.split_whitespace().map(|code| code == "0").collect()
+        } else {
+            vec![outcome.status.success()]
+        };
+        for well in &ended_well {
+            done += 1;
+            if *well {
+                right += 1;
+            } else if wrong_said.is_none() {
+                wrong_said = Some(last_line(&outcome.stderr));
+            }
+        }
+        if ended_well.len() != if together { 2 } else { 1 } {
+            return Err(fail(
+                Kind::Race,
+                format!("a run two at a time ended badly: {}", last_line(&outcome.stderr)),
+            ));
         }
     }
+    debug_assert_eq!(done, runs);
     if right < runs {
         let said = wrong_said.unwrap_or_default();
         return Err(fail(Kind::Race, format!("{right} of {runs} runs right; a wrong one said: {said}")));
     }
     Ok(right)
+}
+
+/// Two copies of `binary` at once, under a shell that waits for both and prints their exit
+/// statuses on one line (their own output goes to /dev/null, their errors to stderr).
+fn run_two(binary: &Path, scratch: &Path) -> Outcome {
+    const BOTH: &str =
+        r#""$0" >/dev/null & a=$!; "$0" >/dev/null & b=$!; wait "$a"; x=$?; wait "$b"; echo "$x $?""#;
+    let program = binary.to_string_lossy();
+    Run::new(Path::new("/bin/sh"), scratch)
+        .args(&["-c", BOTH, &program])
+        .env("RUST_BACKTRACE", "0")
+        .timeout(TIMEOUT)
+        .stuck_after(STUCK)
+        .grace(Duration::from_millis(500))
+        .max_output(MAX_OUTPUT)
+        .contain_processes(2 * MAX_PROCESSES)
+        .go()
 }
 
 /// One run with `FORKLORE_FAULT=spec`: `None` if it failed as it should.
@@ -320,4 +360,22 @@ fn difference(expected: &str, got: &str) -> String {
         }
     }
     "its output differs in white space".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two at a time reports how each copy ended, in the order the race check reads.
+    #[test]
+    fn two_at_a_time_says_how_each_ended() {
+        let scratch = std::env::temp_dir().join(format!("forklore-ex-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).expect("a scratch folder of our own");
+        let both_fail = run_two(Path::new("/bin/false"), &scratch);
+        let both_pass = run_two(Path::new("/bin/true"), &scratch);
+        std::fs::remove_dir_all(&scratch).expect("remove our scratch folder");
+        assert_eq!(both_fail.stdout.trim(), "1 1", "{both_fail:?}");
+        assert_eq!(both_pass.stdout.trim(), "0 0", "{both_pass:?}");
+        assert!(both_fail.leftovers.is_empty() && both_pass.leftovers.is_empty());
+    }
 }

@@ -66,7 +66,7 @@ pub struct Exercise {
     /// number, from 1: the check shows it with the report.
     #[serde(default)]
     pub diagnosis: std::collections::BTreeMap<String, usize>,
-    /// Runs that must all succeed (a race check).
+    /// Runs that must all succeed (a race check), 2 in 5 of them two at a time.
     #[serde(default)]
     pub race_runs: Option<u32>,
     /// `FORKLORE_FAULT` values to run it with (`kill:1`, `panic:1`): each run must fail
