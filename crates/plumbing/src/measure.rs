@@ -282,13 +282,60 @@ pub fn text_table(records: &[Record]) -> String {
 
 /// The same table in Markdown, for the book.
 pub fn markdown_table(records: &[Record]) -> String {
-    let (header, rows) = rows(records);
+    // Narrow enough for the book's column: no runs column (the stamp above the table gives
+    // the runs), and each row a ratio names by a mark (①) beside its case, not by its name.
+    let referenced: Vec<&str> = records
+        .iter()
+        .filter(|r| records.iter().any(|other| other.baseline.as_deref() == Some(r.case.as_str())))
+        .map(|r| r.case.as_str())
+        .collect();
+    let mark = |case: &str| referenced.iter().position(|c| *c == case).map(circled);
+    let with_bytes = records.iter().any(|r| r.bytes.is_some());
+    let mut header = vec!["case", "impl", "median/op", "min/op", "max/op"];
+    if with_bytes {
+        header.push("MiB/s");
+    }
+    header.push("vs");
     let mut out = format!("| {} |\n", header.join(" | "));
     out.push_str(&format!("|{}\n", header.iter().map(|_| "---|").collect::<String>()));
-    for row in rows {
+    for r in records {
+        let per = |s: f64| duration(s / r.ops as f64);
+        let case = match mark(&r.case) {
+            Some(mark) => format!("{mark} {}", r.case),
+            None => r.case.clone(),
+        };
+        let mut row = vec![case, r.implementation.clone(), per(r.median_s), per(r.min_s), per(r.max_s)];
+        if with_bytes {
+            row.push(r.bytes.map_or(String::new(), |b| format!("{:.0}", b as f64 / r.median_s / 1048576.0)));
+        }
+        row.push(match &r.baseline {
+            None => "baseline".to_string(),
+            Some(name) => match (records.iter().find(|b| &b.case == name), mark(name)) {
+                (Some(base), Some(mark)) => format!("{}x {mark}", short_ratio(r.per_op() / base.per_op())),
+                _ => format!("({name} not measured)"),
+            },
+        });
         out.push_str(&format!("| {} |\n", row.join(" | ")));
     }
     out
+}
+
+/// ①, ②... for the rows other rows are compared with (up to ⑳; then (21)...).
+fn circled(index: usize) -> String {
+    match char::from_u32(0x2460 + index as u32) {
+        Some(mark) if index < 20 => mark.to_string(),
+        _ => format!("({})", index + 1),
+    }
+}
+
+/// A ratio in few characters: `25348x`, `154x`, `3.6x`... below 10, two figures after the
+/// point as [`two_figures`] gives them.
+fn short_ratio(ratio: f64) -> String {
+    match ratio {
+        r if r >= 100.0 => format!("{r:.0}"),
+        r if r >= 10.0 => format!("{r:.1}"),
+        r => two_figures(r),
+    }
 }
 
 /// Parse `--json` output: one record per non-empty line.
@@ -339,7 +386,9 @@ mod tests {
         let table = text_table(&records);
         assert!(table.contains("1.50x floor"), "{table}");
         assert!(table.contains("100.00 µs"), "{table}");
-        assert!(markdown_table(&records).contains("| fork | rust | 3 | 150.00 µs |"));
+        let book = markdown_table(&records);
+        assert!(book.contains("| ① floor | rust | 100.00 µs |"), "{book}");
+        assert!(book.contains("| fork | rust | 150.00 µs | 135.00 µs | 180.00 µs | 1.50x ① |"), "{book}");
     }
 
     #[test]
