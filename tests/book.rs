@@ -8,6 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use forklore::book::{Include, included_lines, includes, includes_within};
 use libtest_mimic::{Arguments, Failed, Trial};
 use regex::Regex;
 
@@ -22,6 +23,7 @@ fn main() {
         Trial::test("every-anchor-is-included", every_anchor_is_included),
         Trial::test("things-to-try-name-real-code", things_to_try_name_real_code),
         Trial::test("rendered-html-holds-includes", rendered_html_holds_includes),
+        Trial::test("listings-are-flush-and-labelled", listings_are_flush_and_labelled),
     ];
     for lesson in forklore::lessons() {
         trials.push(Trial::test(format!("measured-table::{lesson}"), move || measured_table(&lesson)));
@@ -50,74 +52,6 @@ fn pages() -> Vec<(PathBuf, String)> {
     }
     pages.sort();
     pages
-}
-
-/// One `{{#include path:spec}}` of a page.
-struct Include {
-    file: PathBuf,
-    /// `None` for the whole file; an anchor name; or a line range like `4:` or `2:10`.
-    spec: Option<String>,
-}
-
-fn includes(page: &Path, text: &str) -> Vec<Include> {
-    let re = Regex::new(r"\{\{#(?:include|rustdoc_include)\s+([^}:\s]+)(?::([^}\s]*))?\s*\}\}").unwrap();
-    re.captures_iter(text)
-        .map(|c| Include {
-            file: page.parent().unwrap().join(&c[1]),
-            spec: c.get(2).map(|m| m.as_str().to_string()).filter(|s| !s.is_empty()),
-        })
-        .collect()
-}
-
-/// The includes of a page, and those of the Markdown files it includes (a chapter's generated
-/// Exercises section includes the starters), each relative to the file it is written in.
-fn includes_within(page: &Path, text: &str) -> Vec<Include> {
-    let mut found = Vec::new();
-    for inc in includes(page, text) {
-        if inc.file.extension().is_some_and(|e| e == "md")
-            && let Ok(inner) = fs::read_to_string(&inc.file)
-        {
-            found.extend(includes_within(&inc.file, &inner));
-        }
-        found.push(inc);
-    }
-    found
-}
-
-/// The lines an include brings in, the way mdBook takes them.
-fn included_lines(inc: &Include) -> Result<Vec<String>, String> {
-    let text = fs::read_to_string(&inc.file).map_err(|e| format!("{}: {e}", inc.file.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let taken: Vec<&str> = match inc.spec.as_deref() {
-        None => lines,
-        Some(spec) if spec.chars().next().is_some_and(|c| c.is_ascii_digit()) => {
-            let (from, to) = spec.split_once(':').unwrap_or((spec, spec));
-            let from: usize = from.parse().map_err(|_| format!("bad line range {spec}"))?;
-            let to: usize =
-                if to.is_empty() { lines.len() } else { to.parse().map_err(|_| format!("bad {spec}"))? };
-            lines.get(from.saturating_sub(1)..to.min(lines.len())).unwrap_or(&[]).to_vec()
-        }
-        Some(anchor) => {
-            let start = Regex::new(&format!(r"ANCHOR:\s*{}\b", regex::escape(anchor))).unwrap();
-            let end = Regex::new(&format!(r"ANCHOR_END:\s*{}\b", regex::escape(anchor))).unwrap();
-            let begin = lines.iter().position(|l| start.is_match(l));
-            let finish = lines.iter().position(|l| end.is_match(l));
-            match (begin, finish) {
-                (Some(b), Some(f)) if b < f => lines[b + 1..f].to_vec(),
-                _ => {
-                    return Err(format!(
-                        "{} has no ANCHOR/ANCHOR_END pair named {anchor:?}",
-                        inc.file.display()
-                    ));
-                }
-            }
-        }
-    };
-    Ok(taken
-        .into_iter()
-        .filter(|l| !l.contains("ANCHOR:") && !l.contains("ANCHOR_END:"))
-        .map(String::from)
-        .collect())
 }
 
 /// Fails naming every lesson for which `listed` is false.
@@ -368,11 +302,44 @@ fn expected_pieces(inc: &Include, line: &str) -> Vec<String> {
     vec![html_escape(plain.trim())].into_iter().filter(|p| !p.is_empty()).collect()
 }
 
+/// Every Rust or Python listing of the rendered book starts at the left edge (no indent
+/// shared by all its lines), and every listing is labelled with its file, as many listings
+/// as the sources include.
+fn listings_are_flush_and_labelled() -> Result<(), Failed> {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("book-listings");
+    let _ = fs::remove_dir_all(&out);
+    let mut book = forklore::book::load(&forklore::root().join("book")).map_err(|e| format!("{e:#}"))?;
+    book.config.build.build_dir = out.clone();
+    book.build().map_err(|e| format!("the book does not build: {e:#}"))?;
+    let listing = Regex::new(r#"(?s)<code class="language-(?:rust|python)[^"]*">(.*?)</code>"#).unwrap();
+    let tag = Regex::new(r"<[^>]+>").unwrap();
+    let (mut problems, mut listings, mut labels) = (Vec::new(), 0, 0);
+    for entry in fs::read_dir(&out)?.filter_map(|e| e.ok()) {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "html") || path.ends_with("print.html") {
+            continue;
+        }
+        let html = fs::read_to_string(&path)?;
+        labels += html.matches("<p class=\"listing-file\">Filename:").count();
+        for found in listing.captures_iter(&html) {
+            listings += 1;
+            let text = tag.replace_all(&found[1], "");
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            if !lines.is_empty() && lines.iter().all(|l| l.starts_with(' ')) {
+                problems.push(format!("{}: a listing indented as a whole: {}", path.display(), lines[0]));
+            }
+        }
+    }
+    if labels * 10 < listings * 9 {
+        problems.push(format!("{labels} file labels for {listings} listings: most listings name no file"));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
 fn rendered_html_holds_includes() -> Result<(), Failed> {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("book");
     let _ = fs::remove_dir_all(&out);
-    let mut book =
-        mdbook_driver::MDBook::load(forklore::root().join("book")).map_err(|e| format!("{e:#}"))?;
+    let mut book = forklore::book::load(&forklore::root().join("book")).map_err(|e| format!("{e:#}"))?;
     book.config.build.build_dir = out.clone();
     book.build().map_err(|e| format!("the book does not build: {e:#}"))?;
 

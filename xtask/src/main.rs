@@ -5,6 +5,9 @@
 //! - `cargo xtask measure [LESSON...] [--runs N]`: run every lesson's (or the named ones')
 //!   `--measure --json` in release mode on this machine, and write its records and its
 //!   table, stamped with machine and date, under book/src/measured/.
+//! - `cargo xtask tables`: write each measured table again from its records, as `measure`
+//!   would, keeping the stamp (machine and date) of the run that measured them: for a change
+//!   of the tables' layout, which changes no number.
 //! - `cargo xtask exercises`: write the book's pages of exercises from their manifests
 //!   (`exercises/<lesson>/exercises.toml`): each chapter's Exercises section and each
 //!   lesson's solutions page (crates/ex/src/book.rs).
@@ -20,12 +23,14 @@ use plumbing::measure::parse_records;
 const USAGE: &str = "\
 Usage: cargo xtask book
        cargo xtask measure [LESSON...] [--runs N]
+       cargo xtask tables
        cargo xtask exercises
        cargo xtask class DIR [N]
 
   book      build the book into book/build (open book/build/index.html)
   measure   re-measure lessons in release mode on this machine and regenerate their
             tables under book/src/measured/ (all lessons unless some are named)
+  tables    write the measured tables again from their records (a new layout, the same numbers)
   exercises write the book's exercise sections and solutions pages from the manifests
   class     make a class of N generated students (30 by default) in DIR, to try
             `cargo ex grade DIR` on";
@@ -79,6 +84,7 @@ fn run() -> Result<(), Problem> {
         "book" => book(),
         "measure" => measure(lessons, runs),
         "exercises" => exercises(),
+        "tables" => tables(),
         "class" => class(&lessons),
         other => Err(Problem::Usage(format!("unknown command {other:?}"))),
     }
@@ -130,13 +136,69 @@ fn class(args: &[String]) -> Result<(), Problem> {
     Ok(())
 }
 
+fn tables() -> Result<(), Problem> {
+    for lesson in forklore::lessons() {
+        let (page, records) = (forklore::measured(&lesson, "md"), forklore::measured(&lesson, "jsonl"));
+        let fail = |e: String| Problem::Failed(format!("{lesson}: {e}"));
+        let text = std::fs::read_to_string(&page).map_err(|e| fail(e.to_string()))?;
+        let jsonl = std::fs::read_to_string(&records).map_err(|e| fail(e.to_string()))?;
+        let records = parse_records(&jsonl).map_err(fail)?;
+        let (stamp, _) = forklore::split_measured_page(&text)
+            .ok_or_else(|| fail("not a page `cargo xtask measure` made".into()))?;
+        let new = forklore::measured_page_with_stamp(stamp, &records);
+        std::fs::write(&page, new).map_err(|e| fail(e.to_string()))?;
+        println!("wrote {}", page.strip_prefix(forklore::root()).unwrap_or(&page).display());
+    }
+    Ok(())
+}
+
 fn book() -> Result<(), Problem> {
+    // mdBook only logs what goes wrong (a missing include is an ERROR, and the build goes on):
+    // print its warnings and errors, and fail on an error.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let log = std::sync::Arc::clone(&said);
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .without_time()
+        .with_ansi(false)
+        .with_writer(move || Tee(std::sync::Arc::clone(&log)))
+        .init();
     let root = forklore::root().join("book");
-    let book =
-        mdbook_driver::MDBook::load(&root).map_err(|e| Problem::Failed(format!("load the book: {e:#}")))?;
+    let broken = forklore::book::broken_includes(&root.join("src"));
+    if !broken.is_empty() {
+        return Err(Problem::Failed(format!(
+            "includes that name no file or anchor:\n  {}",
+            broken.join("\n  ")
+        )));
+    }
+    let book = forklore::book::load(&root).map_err(|e| Problem::Failed(format!("load the book: {e:#}")))?;
     book.build().map_err(|e| Problem::Failed(format!("build the book: {e:#}")))?;
+    let said = String::from_utf8_lossy(&said.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let errors: Vec<&str> = said.lines().filter(|l| l.contains("ERROR")).collect();
+    if !errors.is_empty() {
+        return Err(Problem::Failed(format!(
+            "mdBook reported {} error(s): {}",
+            errors.len(),
+            errors.join("; ")
+        )));
+    }
     println!("built the book: open {}", book.build_dir_for("html").join("index.html").display());
     Ok(())
+}
+
+/// mdBook's log, to stderr and kept to look at once the build ends.
+struct Tee(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Tee {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(bytes);
+        std::io::stderr().write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn measure(mut lessons: Vec<String>, runs: Option<String>) -> Result<(), Problem> {

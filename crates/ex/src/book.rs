@@ -58,7 +58,9 @@ pub fn section(lesson: &str, exercises: &[&Exercise], solutions: bool) -> String
     for (i, exercise) in exercises.iter().enumerate() {
         let _ = write!(
             text,
-            "\n### {}. {} ({}, about {} min)\n\n{}\n\n```rust,ignore\n\
+            "\n### {}. {} ({}, about {} min)\n\n{}\n\n\
+             <p class=\"listing-file\">Filename: <code>exercises/{lesson}/{}/starter.rs</code> \
+             (your copy: <code>learn/{lesson}/{}.rs</code>)</p>\n\n```rust,ignore\n\
              {{{{#include ../../../exercises/{lesson}/{}/starter.rs:exercise}}}}\n```\n\n\
              Check it with `cargo ex {}` ({} {} to ask for).\n",
             i + 1,
@@ -66,6 +68,8 @@ pub fn section(lesson: &str, exercises: &[&Exercise], solutions: bool) -> String
             exercise.kind,
             exercise.minutes,
             exercise.task.trim(),
+            exercise.name,
+            exercise.name,
             exercise.name,
             exercise.id(),
             exercise.hints.len(),
@@ -86,11 +90,14 @@ pub fn solutions_page(lesson: &str, exercises: &[&Exercise]) -> String {
     for (i, exercise) in exercises.iter().enumerate() {
         let _ = write!(
             text,
-            "\n## {}. {}\n\n```rust,ignore\n\
+            "\n## {}. {}\n\n\
+             <p class=\"listing-file\">Filename: <code>exercises/{lesson}/{}/solution.rs</code></p>\n\n\
+             ```rust,ignore\n\
              {{{{#include ../../exercises/{lesson}/{}/solution.rs:exercise}}}}\n```\n\n\
              **Why it works.** {}\n",
             i + 1,
             exercise.title,
+            exercise.name,
             exercise.name,
             exercise.why.trim(),
         );

@@ -104,9 +104,10 @@ unsafe impl Sync for Region {}
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot live in shared memory: other processes would change it behind this one's back",
     label = "not shareable between processes",
-    note = "only atomics (AtomicU32, AtomicI64, ...), multiproc's Lock and SpinLock, and arrays and tuples of them can; \
-            a std::sync::Mutex keeps its waiters in one process, and a plain number changed by another process \
-            breaks what the compiler assumes of a `&` (use an atomic, or shm::Value for a number with a lock)"
+    note = "only atomics (AtomicU32, AtomicI64, ...), multiproc's Lock and SpinLock, \
+            and arrays and tuples of them can; a std::sync::Mutex keeps its waiters in one \
+            process, and a plain number changed by another process breaks what the compiler \
+            assumes of a `&` (use an atomic, or shm::Value for a number with a lock)"
 )]
 pub unsafe trait Shareable: Sync {}
 // ANCHOR_END: shareable

@@ -160,7 +160,12 @@ def queue_to_parent(count):
 def measure(args):
     bench = lessonkit.Bench("queue", args)
     n = lessonkit.pick(args, 20_000, 200)
-    bench.run(f"python Queue {SMALL} B, 1 producer 1 consumer", lambda: one_one(n, SMALL), ops=n, baseline=SMALL_FLOOR)
+    bench.run(
+        f"python Queue {SMALL} B, 1 producer 1 consumer",
+        lambda: one_one(n, SMALL),
+        ops=n,
+        baseline=SMALL_FLOOR,
+    )
     count = lessonkit.pick(args, 64, 2)
     bench.run(
         f"python Queue {MIB >> 20} MiB, 1 producer 1 consumer",

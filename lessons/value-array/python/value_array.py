@@ -74,7 +74,8 @@ def unlocked():
     join_all(start_all(fill_part, lambda worker: (a, worker * part, part)))
     for worker in range(WORKERS):
         first, last = worker * part, (worker + 1) * part - 1
-        print(f"   worker {worker} wrote a[{first}..={last}]: {a[first]:.0f}, {a[first + 1]:.0f}, ..., {a[last]:.0f}")
+        values = f"{a[first]:.0f}, {a[first + 1]:.0f}, ..., {a[last]:.0f}"
+        print(f"   worker {worker} wrote a[{first}..={last}]: {values}")
     print(f"   sum of all {LEN} values: {sum(a):.0f} (expected {LEN * (LEN - 1) // 2})")
 # ANCHOR_END: unlocked
 
