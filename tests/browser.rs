@@ -18,7 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use headless_chrome::protocol::cdp::Page::CaptureScreenshotFormatOption;
@@ -42,6 +42,7 @@ fn main() {
         libtest_mimic::run(&args, vec![trial]).exit();
     };
     let book = build_book();
+    let chromium = Browsers::new(chromium);
     let mut trials = Vec::new();
     for page in pages(&book) {
         let (book, chromium) = (book.clone(), chromium.clone());
@@ -56,7 +57,9 @@ fn main() {
         let (book, chromium) = (book.clone(), chromium.clone());
         trials.push(Trial::test("print", move || print(&chromium, &book)));
     }
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    chromium.close(); // before exit, which would leave Chromium running
+    conclusion.exit();
 }
 
 /// Chromium: FORKLORE_CHROMIUM, or the first of the usual names on PATH.
@@ -100,32 +103,52 @@ fn pages(book: &Path) -> Vec<String> {
     pages
 }
 
-/// One browser per width, for the whole run (a tab per check).
-fn browser(chromium: &Path, width: u32) -> Browser {
-    static BROWSERS: OnceLock<Mutex<Vec<(u32, Browser)>>> = OnceLock::new();
-    let mut browsers = BROWSERS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, browser)) = browsers.iter().find(|(w, _)| *w == width) {
-        return browser.clone();
+/// One browser per width, started once and shared by the checks (a tab each), and closed
+/// before the test exits: dropping a `Browser` ends its Chromium, and with it every process
+/// Chromium started. Each keeps its profile in the test's own folder.
+#[derive(Clone)]
+struct Browsers(Arc<Mutex<Vec<(u32, Browser)>>>, PathBuf);
+
+impl Browsers {
+    fn new(chromium: PathBuf) -> Browsers {
+        Browsers(Arc::new(Mutex::new(Vec::new())), chromium)
     }
-    let options = LaunchOptions::default_builder()
-        .path(Some(chromium.to_path_buf()))
-        .headless(true)
-        .sandbox(false) // as root in a container, Chromium's sandbox cannot start
-        .window_size(Some((width, 900)))
-        .idle_browser_timeout(Duration::from_secs(300))
-        .build()
-        .expect("launch options");
-    let browser = Browser::new(options).expect("start Chromium");
-    browsers.push((width, browser.clone()));
-    browser
+
+    fn at(&self, width: u32) -> Result<Browser, Failed> {
+        let mut browsers = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, browser)) = browsers.iter().find(|(w, _)| *w == width) {
+            return Ok(browser.clone());
+        }
+        let profile = scratch().join(format!("profile-{width}"));
+        let _ = std::fs::remove_dir_all(&profile);
+        let quiet =
+            [std::ffi::OsStr::new("--disable-crash-reporter"), std::ffi::OsStr::new("--disable-breakpad")];
+        let options = LaunchOptions::default_builder()
+            .path(Some(self.1.clone()))
+            .headless(true)
+            .sandbox(false) // as root in a container, Chromium's sandbox cannot start
+            .window_size(Some((width, 900)))
+            .user_data_dir(Some(profile))
+            .args(quiet.to_vec())
+            .idle_browser_timeout(Duration::from_secs(600))
+            .build()
+            .map_err(|e| format!("launch options: {e:#}"))?;
+        let browser = Browser::new(options).map_err(|e| format!("start Chromium: {e:#}"))?;
+        browsers.push((width, browser.clone()));
+        Ok(browser)
+    }
+
+    fn close(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// What a tab's console said of errors, and its uncaught exceptions, as they come.
 type Said = Arc<Mutex<Vec<String>>>;
 
 /// A tab that keeps what the console says of errors, and uncaught exceptions.
-fn tab(chromium: &Path, width: u32) -> Result<(Arc<Tab>, Said), Failed> {
-    let tab = browser(chromium, width).new_tab().map_err(|e| format!("a new tab: {e:#}"))?;
+fn tab(browsers: &Browsers, width: u32) -> Result<(Arc<Tab>, Said), Failed> {
+    let tab = browsers.at(width)?.new_tab().map_err(|e| format!("a new tab: {e:#}"))?;
     tab.set_default_timeout(Duration::from_secs(20));
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&errors);
@@ -179,7 +202,7 @@ const LOOK: &str = r#"JSON.stringify({
     links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))
 })"#;
 
-fn check_page(chromium: &Path, book: &Path, page: &str) -> Result<(), Failed> {
+fn check_page(chromium: &Browsers, book: &Path, page: &str) -> Result<(), Failed> {
     let mut problems = Vec::new();
     for width in WIDTHS {
         let (tab, errors) = tab(chromium, width)?;
@@ -266,7 +289,7 @@ fn broken_link(book: &Path, page: &str, link: &str) -> Option<String> {
 }
 
 /// Type `word` into the search box of the introduction, as a reader does: results listed.
-fn search(chromium: &Path, book: &Path, word: &str) -> Result<(), Failed> {
+fn search(chromium: &Browsers, book: &Path, word: &str) -> Result<(), Failed> {
     let (tab, _) = tab(chromium, WIDTHS[0])?;
     tab.navigate_to(&url(book, "index.html"))
         .and_then(|t| t.wait_until_navigated())
@@ -284,7 +307,7 @@ fn search(chromium: &Path, book: &Path, word: &str) -> Result<(), Failed> {
 }
 
 /// print.html laid out for paper: every chapter there, no table wider than the text.
-fn print(chromium: &Path, book: &Path) -> Result<(), Failed> {
+fn print(chromium: &Browsers, book: &Path) -> Result<(), Failed> {
     use headless_chrome::protocol::cdp::Emulation;
     let (tab, _) = tab(chromium, PAPER)?;
     tab.navigate_to(&url(book, "print.html"))
