@@ -3,6 +3,7 @@
 //! `tests/` and by `cargo xtask`.
 
 pub mod book;
+pub mod chart;
 
 use std::path::{Path, PathBuf};
 
@@ -64,14 +65,33 @@ pub fn measured_page(lesson: &str, machine: &Machine, records: &[Record]) -> Str
     measured_page_with_stamp(&stamp, records)
 }
 
-/// [`measured_page`] with its stamp given: the table laid out anew, as measured then.
+/// [`measured_page`] with its stamp given: the table laid out anew, as measured then, below
+/// its chart (`measured/<lesson>.svg`, written beside the page: [`measured_chart`]).
 pub fn measured_page_with_stamp(stamp: &str, records: &[Record]) -> String {
-    format!("{GENERATED}\n{stamp}\n\n{table}", table = markdown_table(records))
+    let lesson = records.first().map_or("", |r| r.lesson.as_str());
+    format!(
+        "{GENERATED}\n{stamp}\n\n{CHART_ALT}(measured/{lesson}.svg)\n\n{table}",
+        table = markdown_table(records)
+    )
 }
 
-/// Split a generated page into its stamp (the line saying where and when) and its table.
+/// How a measured page shows its chart (the link follows).
+const CHART_ALT: &str = "![The table below as a chart: time per operation, log scale]";
+
+/// The chart of a lesson's records, as `cargo xtask measure` writes it beside the page.
+pub fn measured_chart(stamp: &str, records: &[Record]) -> String {
+    let lesson = records.first().map_or("", |r| r.lesson.as_str());
+    chart::svg(&format!("{lesson}: time per operation"), stamp, records)
+}
+
+/// Split a generated page into its stamp (the line saying where and when) and its table
+/// (after the chart's line, where there is one).
 pub fn split_measured_page(page: &str) -> Option<(&str, &str)> {
     let rest = page.strip_prefix(GENERATED)?.strip_prefix('\n')?;
     let (stamp, table) = rest.split_once("\n\n")?;
+    let table = match table.strip_prefix(CHART_ALT) {
+        Some(chart) => chart.split_once("\n\n")?.1,
+        None => table,
+    };
     Some((stamp, table))
 }

@@ -296,6 +296,11 @@ fn expected_pieces(inc: &Include, line: &str) -> Vec<String> {
     if line.starts_with("{{#") {
         return vec![]; // an include of its own: checked as one
     }
+    if let Some(image) = line.strip_prefix("![") {
+        // An image: where it comes from.
+        let src = image.split_once("](").map(|(_, rest)| rest.trim_end_matches(')')).unwrap_or_default();
+        return vec![html_escape(src)];
+    }
     // Prose: its first words, before any Markdown markup (a heading's `#`s are markup too).
     let line = line.trim_start_matches('#').trim_start();
     let plain: String = line.chars().take_while(|c| !"`*_[<".contains(*c)).collect();
@@ -392,6 +397,17 @@ fn measured_table(lesson: &str) -> Result<(), Failed> {
         return Err(
             format!("{}: the stamp does not say machine and date: {stamp}", page_path.display()).into()
         );
+    }
+    let chart = forklore::measured(lesson, "svg");
+    if fs::read_to_string(&chart).ok() != Some(forklore::measured_chart(stamp, &records)) {
+        return Err(format!(
+            "{}: missing, or not what `cargo xtask measure` draws from {lesson}.jsonl: run `cargo xtask tables`",
+            chart.display()
+        )
+        .into());
+    }
+    if !page.contains(&format!("(measured/{lesson}.svg)")) {
+        return Err(format!("{}: does not show its chart", page_path.display()).into());
     }
     if table != plumbing::measure::markdown_table(&records) {
         return Err(format!(

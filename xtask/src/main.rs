@@ -4,7 +4,7 @@
 //!   nothing needs installing; open book/build/index.html.
 //! - `cargo xtask measure [LESSON...] [--runs N]`: run every lesson's (or the named ones')
 //!   `--measure --json` in release mode on this machine, and write its records and its
-//!   table, stamped with machine and date, under book/src/measured/.
+//!   table and its chart (SVG), stamped with machine and date, under book/src/measured/.
 //! - `cargo xtask tables`: write each measured table again from its records, as `measure`
 //!   would, keeping the stamp (machine and date) of the run that measured them: for a change
 //!   of the tables' layout, which changes no number.
@@ -145,8 +145,10 @@ fn tables() -> Result<(), Problem> {
         let records = parse_records(&jsonl).map_err(fail)?;
         let (stamp, _) = forklore::split_measured_page(&text)
             .ok_or_else(|| fail("not a page `cargo xtask measure` made".into()))?;
-        let new = forklore::measured_page_with_stamp(stamp, &records);
+        let (new, chart) =
+            (forklore::measured_page_with_stamp(stamp, &records), forklore::measured_chart(stamp, &records));
         std::fs::write(&page, new).map_err(|e| fail(e.to_string()))?;
+        std::fs::write(forklore::measured(&lesson, "svg"), chart).map_err(|e| fail(e.to_string()))?;
         println!("wrote {}", page.strip_prefix(forklore::root()).unwrap_or(&page).display());
     }
     Ok(())
@@ -245,6 +247,8 @@ fn measure(mut lessons: Vec<String>, runs: Option<String>) -> Result<(), Problem
         let page = forklore::measured_page(lesson, &machine, &records);
         write(&forklore::measured(lesson, "jsonl"), &jsonl)?;
         write(&forklore::measured(lesson, "md"), &page)?;
+        let (stamp, _) = forklore::split_measured_page(&page).expect("a page just made");
+        write(&forklore::measured(lesson, "svg"), &forklore::measured_chart(stamp, &records))?;
         println!("{page}");
     }
     Ok(())

@@ -284,11 +284,7 @@ pub fn text_table(records: &[Record]) -> String {
 pub fn markdown_table(records: &[Record]) -> String {
     // Narrow enough for the book's column: no runs column (the stamp above the table gives
     // the runs), and each row a ratio names by a mark (①) beside its case, not by its name.
-    let referenced: Vec<&str> = records
-        .iter()
-        .filter(|r| records.iter().any(|other| other.baseline.as_deref() == Some(r.case.as_str())))
-        .map(|r| r.case.as_str())
-        .collect();
+    let referenced = referenced(records);
     let mark = |case: &str| referenced.iter().position(|c| *c == case).map(circled);
     let with_bytes = records.iter().any(|r| r.bytes.is_some());
     let mut header = vec!["case", "impl", "median/op", "min/op", "max/op"];
@@ -320,8 +316,17 @@ pub fn markdown_table(records: &[Record]) -> String {
     out
 }
 
+/// The cases other rows are compared with, in table order: the rows the book marks ①, ②...
+pub fn referenced(records: &[Record]) -> Vec<&str> {
+    records
+        .iter()
+        .filter(|r| records.iter().any(|other| other.baseline.as_deref() == Some(r.case.as_str())))
+        .map(|r| r.case.as_str())
+        .collect()
+}
+
 /// ①, ②... for the rows other rows are compared with (up to ⑳; then (21)...).
-fn circled(index: usize) -> String {
+pub fn circled(index: usize) -> String {
     match char::from_u32(0x2460 + index as u32) {
         Some(mark) if index < 20 => mark.to_string(),
         _ => format!("({})", index + 1),
