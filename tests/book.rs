@@ -24,6 +24,7 @@ fn main() {
         Trial::test("things-to-try-name-real-code", things_to_try_name_real_code),
         Trial::test("rendered-html-holds-includes", rendered_html_holds_includes),
         Trial::test("listings-are-flush-and-labelled", listings_are_flush_and_labelled),
+        Trial::test("every-diagram-is-shown", every_diagram_is_shown),
     ];
     for lesson in forklore::lessons() {
         trials.push(Trial::test(format!("measured-table::{lesson}"), move || measured_table(&lesson)));
@@ -337,6 +338,32 @@ fn listings_are_flush_and_labelled() -> Result<(), Failed> {
     }
     if labels * 10 < listings * 9 {
         problems.push(format!("{labels} file labels for {listings} listings: most listings name no file"));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+/// Every diagram in book/src/diagrams is an SVG with a size and a title (what it shows, in
+/// words, for a reader who cannot see it), and a chapter shows it. (tests/browser.rs sees
+/// each one load.)
+fn every_diagram_is_shown() -> Result<(), Failed> {
+    let chapters: String = pages().into_iter().map(|(_, text)| text).collect();
+    let mut problems = Vec::new();
+    let mut count = 0;
+    for entry in fs::read_dir(book_src().join("diagrams"))?.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let text = fs::read_to_string(entry.path())?;
+        count += 1;
+        let has = |piece: &str| text.contains(piece);
+        if !(name.ends_with(".svg") && has("<svg") && has(" width=\"") && has(" height=\"") && has("<title"))
+        {
+            problems.push(format!("diagrams/{name}: not an SVG with a width, a height and a <title>"));
+        }
+        if !chapters.contains(&format!("](diagrams/{name})")) {
+            problems.push(format!("diagrams/{name}: no chapter shows it"));
+        }
+    }
+    if count == 0 {
+        problems.push("book/src/diagrams holds no diagram".into());
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
 }
