@@ -23,6 +23,7 @@
 //! before accepting it; `INSTA_UPDATE=always cargo test --test lessons` rewrites them all.
 
 use std::collections::BTreeSet;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -57,6 +58,8 @@ fn main() {
         trials.push(Trial::test(format!("{lesson}::options"), move || options(&l)));
         let l = lesson.clone();
         trials.push(Trial::test(format!("{lesson}::measure"), move || measure(&l)));
+        let l = lesson.clone();
+        trials.push(Trial::test(format!("{lesson}::trace"), move || trace(&l)));
         if injects_faults(&lesson) {
             for (fault, shows) in [("panic", "exitcode 101"), ("kill", "exitcode -9 (SIGKILL)")] {
                 let l = lesson.clone();
@@ -204,6 +207,92 @@ fn ctrl_c(lesson: &str) -> Result<(), Failed> {
             )
         })?;
     }
+    Ok(())
+}
+
+/// `--trace FILE`: the lesson still runs as it does without it; the file is one JSON
+/// document of trace events; its processes are this run's (the first the lesson itself, a
+/// child of this test; each other one a child of a traced process), each named, each with
+/// its "started"; and every span of a thread ends, after it began, in order (nested). With
+/// worker 1 killed mid-run (where the lesson injects faults), the same holds, and the spans
+/// the killed worker left open are ended as "killed": what it wrote before it died is there.
+fn trace(lesson: &str) -> Result<(), Failed> {
+    let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("trace-{lesson}.json"));
+    let path = file.to_string_lossy();
+    let _ = fs::remove_file(&file);
+    let traced =
+        run(&binary(lesson), &["--trace", &path], &[("FORKLORE_MARK_VARYING", "1")], Ending::Natural);
+    check(traced.status.success() && traced.leftovers.is_empty(), || {
+        format!("with --trace the lesson should run as without: {}", traced.describe())
+    })?;
+    check_trace(&file, false)?;
+    if injects_faults(lesson) {
+        let env = [(plumbing::fault::VARIABLE, "kill:1")];
+        let killed = run(&binary(lesson), &["--trace", &path], &env, Ending::Natural);
+        check(!killed.status.success() && killed.leftovers.is_empty(), || {
+            format!(
+                "with worker 1 killed and --trace, the lesson should fail and leave nothing: {}",
+                killed.describe()
+            )
+        })?;
+        check_trace(&file, true)?;
+    }
+    let _ = fs::remove_file(&file);
+    Ok(())
+}
+
+fn check_trace(file: &Path, killed: bool) -> Result<(), Failed> {
+    let text = fs::read_to_string(file)?;
+    let document: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+    let events = document["traceEvents"].as_array().ok_or("no traceEvents array")?;
+    let mut parents = std::collections::BTreeMap::new();
+    for event in events.iter().filter(|e| e["ph"] == "M") {
+        let (pid, ppid) = (event["pid"].as_i64().unwrap_or(0), event["args"]["ppid"].as_i64().unwrap_or(0));
+        parents.insert(pid, ppid);
+    }
+    let me = i64::from(std::process::id());
+    let roots: Vec<i64> = parents.iter().filter(|(_, ppid)| **ppid == me).map(|(pid, _)| *pid).collect();
+    check(roots.len() == 1, || {
+        format!("one traced process should be the lesson, a child of this test: {parents:?}")
+    })?;
+    for (pid, ppid) in &parents {
+        check(*ppid == me || parents.contains_key(ppid), || {
+            format!("pid {pid} is not a child of a traced process (its parent: {ppid}): not this run's")
+        })?;
+    }
+    // Spans nest within each thread (a pool's parent sends from a thread of its own).
+    let mut stacks: std::collections::BTreeMap<(i64, i64), (Vec<f64>, f64, bool)> = Default::default();
+    let mut started_pids = BTreeSet::new();
+    for event in events.iter().filter(|e| e["ph"] != "M") {
+        let pid = event["pid"].as_i64().unwrap_or(0);
+        let tid = event["tid"].as_i64().unwrap_or(pid);
+        check(parents.contains_key(&pid), || format!("an event of pid {pid}, which has no name: {event}"))?;
+        let ts = event["ts"].as_f64().ok_or_else(|| format!("an event without a time: {event}"))?;
+        let (stack, last, started) = stacks.entry((pid, tid)).or_insert((Vec::new(), 0.0, false));
+        check(ts >= *last, || format!("pid {pid}: time goes back at {event}"))?;
+        *last = ts;
+        match event["ph"].as_str() {
+            Some("B") => stack.push(ts),
+            Some("E") => {
+                stack.pop().ok_or_else(|| format!("pid {pid}: a span ends that never began: {event}"))?;
+            }
+            Some("i") if event["name"] == "started" => {
+                *started = true;
+                started_pids.insert(pid);
+            }
+            _ => {}
+        }
+    }
+    for ((pid, tid), (stack, ..)) in &stacks {
+        check(stack.is_empty(), || format!("pid {pid} (thread {tid}): {} spans never end", stack.len()))?;
+    }
+    for pid in parents.keys() {
+        check(started_pids.contains(pid), || format!("pid {pid}: no \"started\""))?;
+    }
+    let ended_killed = events.iter().any(|e| e["ph"] == "E" && e["args"]["ended"] == "killed");
+    check(!killed || ended_killed, || {
+        "worker 1 was killed mid-run, yet no span of it ended as killed".into()
+    })?;
     Ok(())
 }
 

@@ -15,4 +15,5 @@ pub mod pool;
 pub mod proc;
 pub mod queue;
 pub mod shm;
+pub mod trace;
 pub mod wire;

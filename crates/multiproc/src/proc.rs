@@ -123,13 +123,17 @@ pub fn fork_named<R: ChildExit>(name: &str, work: impl FnOnce() -> R) -> anyhow:
             if let Ok(name) = std::ffi::CString::new(name.bytes().take(15).collect::<Vec<u8>>()) {
                 let _ = prctl::set_name(&name);
             }
+            crate::trace::started(name); // its track in a --trace timeline
             faults::started(name);
             // A panic prints one line, as Python prints a target's exception (no backtrace).
             std::panic::set_hook(Box::new(|panic| {
                 say(&format!("child pid {} {}", getpid(), one_line(panic)))
             }));
             // A panic must not unwind out of here: the parent's code is in this copy too.
+            let running = crate::trace::span("run", || name.to_string());
             let code = std::panic::catch_unwind(AssertUnwindSafe(|| work().exit_code())).unwrap_or(101);
+            drop(running);
+            crate::trace::instant("exited", &format!("exitcode {code}"));
             let _ = std::io::stdout().flush();
             // _exit, not exit: this copy must not run the parent's exit handlers.
             exit_now(code)
@@ -432,6 +436,7 @@ pub fn stop_all() {
 /// A child that exits with 0 has finished its work; the wait goes on. Returns whether there
 /// were children to watch (a process without any waits plainly).
 pub fn wait_ready(fd: BorrowedFd, events: PollFlags, waiting_for: &str) -> anyhow::Result<bool> {
+    let _waiting = crate::trace::span("wait", || format!("waiting for {waiting_for}"));
     let mut known = watched::lock();
     let mut any = false;
     loop {
@@ -482,6 +487,7 @@ const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
 /// sleeps at most 20 ms at a time and looks at its children between sleeps; one without
 /// children sleeps until the word changes, as a plain futex wait does.
 pub fn wait_futex(futex: &Futex<Shared>, expected: u32, waiting_for: &str) -> anyhow::Result<()> {
+    let _waiting = crate::trace::span("wait", || format!("waiting for {waiting_for}"));
     let mut known = watched::lock();
     let running: Vec<Pid> = known.iter().filter(|k| k.ended.is_none()).map(|k| k.pid).collect();
     if running.is_empty() {
@@ -670,6 +676,8 @@ mod watched {
     /// caller now knows (so `last_failure` no longer reports it). A child this module does
     /// not know (forked otherwise) is reaped by pid, as before pidfds.
     pub(super) fn reap(pid: Pid, block: bool) -> anyhow::Result<Option<ExitCode>> {
+        let _joining =
+            block.then(|| crate::trace::span("wait", || format!("waiting for child {pid} to end (join)")));
         let code = wait_and_reap(pid, block)?;
         if code.is_some() {
             DEATHS.lock().unwrap_or_else(PoisonError::into_inner).retain(|(p, ..)| *p != pid);

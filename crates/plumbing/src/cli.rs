@@ -33,6 +33,8 @@ pub struct Args {
     pub runs: usize,
     /// With `--measure`: leave out the Python cases.
     pub no_python: bool,
+    /// `--trace FILE`: write what every process did, as a timeline (Trace Event Format).
+    pub trace: Option<std::path::PathBuf>,
     /// Internal: the lesson re-executed itself as a child with this role and arguments
     /// (Python's "spawn" start method). Not for people to type.
     pub child: Option<Vec<String>>,
@@ -94,6 +96,7 @@ impl Lesson {
              \x20 --runs N     with --measure: repeat each case N times (default {DEFAULT_RUNS})\n\
              \x20 --quick      with --measure: tiny sizes and one run, to check that every case runs\n\
              \x20 --no-python  with --measure: leave out the Python cases\n\
+             \x20 --trace FILE write what every process did to FILE, a timeline for ui.perfetto.dev\n\
              \x20 -h, --help   print this help\n\n\
              The same lesson in Python: python3 {python}\n",
             about = self.about,
@@ -113,6 +116,10 @@ impl Lesson {
                 Long("json") => args.json = true,
                 Long("quick") => args.quick = true,
                 Long("no-python") => args.no_python = true,
+                Long("trace") => {
+                    let value = parser.value().map_err(|e| e.to_string())?;
+                    args.trace = Some(std::path::PathBuf::from(value));
+                }
                 Long("runs") => {
                     let value = parser.value().map_err(|e| e.to_string())?;
                     let text = value.string().map_err(|e| e.to_string())?;
@@ -168,12 +175,21 @@ fn run_program(
     program: impl FnOnce(&Args) -> anyhow::Result<()>,
 ) -> process::ExitCode {
     crate::fault::listen();
+    if let Some(path) = &args.trace
+        && let Err(error) = multiproc::trace::start(path)
+    {
+        multiproc::proc::say(&format!("{label}: {error:#}"));
+        return process::ExitCode::from(2);
+    }
     let outcome = program(args);
     // If it failed, a child may be dying right now: a moment to say how it died.
     let grace = if outcome.is_err() { Duration::from_millis(100) } else { Duration::ZERO };
     let failed = multiproc::proc::last_failure(grace);
     let left = multiproc::proc::unreaped();
     multiproc::proc::stop_all();
+    if let Err(error) = multiproc::trace::finish() {
+        multiproc::proc::say(&format!("{label}: the trace: {error:#}"));
+    }
     let line = match (outcome, left) {
         (Ok(()), 0) => return process::ExitCode::SUCCESS,
         (Ok(()), n) => format!("{label}: left {n} children unreaped: stopped and reaped them"),
