@@ -4,6 +4,7 @@
 
 pub mod book;
 pub mod chart;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 
@@ -94,4 +95,17 @@ pub fn split_measured_page(page: &str) -> Option<(&str, &str)> {
         None => table,
     };
     Some((stamp, table))
+}
+
+/// The lessons whose runs the book shows as timelines (`cargo xtask timelines`).
+pub const TIMELINES: [&str; 5] = ["spawn-join", "lock-race", "queue", "pool", "when-slower"];
+
+/// Where a lesson's timeline (the reduced trace, `json`, and its picture, `svg`) is kept.
+pub fn timeline_file(lesson: &str, extension: &str) -> PathBuf {
+    root().join("book/src/timelines").join(format!("{lesson}.{extension}"))
+}
+
+/// A timeline's title, from its lesson.
+pub fn timeline_title(lesson: &str) -> String {
+    format!("lesson-{lesson}: one run, every process")
 }

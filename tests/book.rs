@@ -25,6 +25,7 @@ fn main() {
         Trial::test("rendered-html-holds-includes", rendered_html_holds_includes),
         Trial::test("listings-are-flush-and-labelled", listings_are_flush_and_labelled),
         Trial::test("every-diagram-is-shown", every_diagram_is_shown),
+        Trial::test("timelines-are-current-and-shown", timelines_are_current_and_shown),
     ];
     for lesson in forklore::lessons() {
         trials.push(Trial::test(format!("measured-table::{lesson}"), move || measured_table(&lesson)));
@@ -364,6 +365,33 @@ fn every_diagram_is_shown() -> Result<(), Failed> {
     }
     if count == 0 {
         problems.push("book/src/diagrams holds no diagram".into());
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+/// Each timeline's picture is what `cargo xtask timelines` draws from the trace it kept
+/// beside it (stamped with machine and date), and its chapter shows it.
+fn timelines_are_current_and_shown() -> Result<(), Failed> {
+    let chapters: String = pages().into_iter().map(|(_, text)| text).collect();
+    let mut problems = Vec::new();
+    for lesson in forklore::TIMELINES {
+        let (json, svg) = (forklore::timeline_file(lesson, "json"), forklore::timeline_file(lesson, "svg"));
+        let Ok(text) = fs::read_to_string(&json) else {
+            problems.push(format!("{}: missing: run `cargo xtask timelines`", json.display()));
+            continue;
+        };
+        let timeline: forklore::timeline::Timeline = serde_json::from_str(&text)?;
+        if !(timeline.stamp.starts_with("Traced on ") && timeline.stamp.contains(" on 20")) {
+            problems.push(format!("{}: the stamp does not say machine and date", json.display()));
+        }
+        let drawn = forklore::timeline::svg(&forklore::timeline_title(lesson), &timeline);
+        if fs::read_to_string(&svg).ok() != Some(drawn) {
+            problems
+                .push(format!("{}: not what `cargo xtask timelines` draws from its trace", svg.display()));
+        }
+        if !chapters.contains(&format!("](timelines/{lesson}.svg)")) {
+            problems.push(format!("timelines/{lesson}.svg: its chapter does not show it"));
+        }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
 }

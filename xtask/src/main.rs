@@ -8,6 +8,9 @@
 //! - `cargo xtask tables`: write each measured table again from its records, as `measure`
 //!   would, keeping the stamp (machine and date) of the run that measured them: for a change
 //!   of the tables' layout, which changes no number.
+//! - `cargo xtask timelines`: run the lessons the book shows as timelines with `--trace`
+//!   (release builds), and keep each run's reduced trace and its picture under
+//!   book/src/timelines/, stamped with machine and date (src/timeline.rs).
 //! - `cargo xtask exercises`: write the book's pages of exercises from their manifests
 //!   (`exercises/<lesson>/exercises.toml`): each chapter's Exercises section and each
 //!   lesson's solutions page (crates/ex/src/book.rs).
@@ -24,6 +27,7 @@ const USAGE: &str = "\
 Usage: cargo xtask book
        cargo xtask measure [LESSON...] [--runs N]
        cargo xtask tables
+       cargo xtask timelines
        cargo xtask exercises
        cargo xtask class DIR [N]
 
@@ -31,6 +35,7 @@ Usage: cargo xtask book
   measure   re-measure lessons in release mode on this machine and regenerate their
             tables under book/src/measured/ (all lessons unless some are named)
   tables    write the measured tables again from their records (a new layout, the same numbers)
+  timelines trace a run of the lessons the book draws as timelines, and draw them again
   exercises write the book's exercise sections and solutions pages from the manifests
   class     make a class of N generated students (30 by default) in DIR, to try
             `cargo ex grade DIR` on";
@@ -85,6 +90,7 @@ fn run() -> Result<(), Problem> {
         "measure" => measure(lessons, runs),
         "exercises" => exercises(),
         "tables" => tables(),
+        "timelines" => timelines(),
         "class" => class(&lessons),
         other => Err(Problem::Usage(format!("unknown command {other:?}"))),
     }
@@ -133,6 +139,50 @@ fn class(args: &[String]) -> Result<(), Problem> {
         count(Work::Absent),
         dir.display()
     );
+    Ok(())
+}
+
+fn timelines() -> Result<(), Problem> {
+    let machine = Machine::detect();
+    let dir = forklore::root().join("book/src/timelines");
+    std::fs::create_dir_all(&dir).map_err(|e| Problem::Failed(format!("create {}: {e}", dir.display())))?;
+    for lesson in forklore::TIMELINES {
+        let package = format!("lesson-{lesson}");
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", &package])
+            .current_dir(forklore::root())
+            .status()
+            .map_err(|e| Problem::Failed(format!("run cargo build: {e}")))?;
+        if !built.success() {
+            return Err(Problem::Failed(format!("cargo build --release -p {package} failed")));
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| forklore::root().join("target"));
+        let trace = target.join(format!("trace-{lesson}.json"));
+        let ran = Command::new(target.join("release").join(&package))
+            .arg("--trace")
+            .arg(&trace)
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| Problem::Failed(format!("run {package}: {e}")))?;
+        if !ran.success() {
+            return Err(Problem::Failed(format!("{package} --trace failed: {ran}")));
+        }
+        let fail = |e: String| Problem::Failed(format!("{lesson}: {e}"));
+        let text = std::fs::read_to_string(&trace).map_err(|e| fail(e.to_string()))?;
+        let _ = std::fs::remove_file(&trace);
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let stamp = format!(
+            "Traced on {machine} by `cargo xtask timelines`: `cargo run --release -p {package} -- --trace FILE`"
+        );
+        let timeline = forklore::timeline::from_trace(&value, &stamp).map_err(fail)?;
+        let json = serde_json::to_string(&timeline).map_err(|e| fail(e.to_string()))?;
+        write(&forklore::timeline_file(lesson, "json"), &json)?;
+        let svg = forklore::timeline::svg(&forklore::timeline_title(lesson), &timeline);
+        write(&forklore::timeline_file(lesson, "svg"), &svg)?;
+        println!("wrote book/src/timelines/{lesson}.json and .svg ({} tracks)", timeline.tracks.len());
+    }
     Ok(())
 }
 
