@@ -76,6 +76,21 @@ pub fn from_trace(trace: &serde_json::Value, stamp: &str) -> Result<Timeline, St
             _ => {}
         }
     }
+    // A process with no span of its own (a child started by exec runs no kit work span):
+    // its life, from "started" to "exited", so that it has its row too.
+    let moment = |pid: i64, name: &str| {
+        events
+            .iter()
+            .find(|e| e["pid"].as_i64() == Some(pid) && e["ph"] == "i" && e["name"] == name)
+            .and_then(|e| e["ts"].as_f64())
+    };
+    for &pid in names.keys() {
+        if !spans.contains_key(&(pid, pid))
+            && let (Some(from), Some(to)) = (moment(pid, "started"), moment(pid, "exited"))
+        {
+            spans.insert((pid, pid), vec![(from - start, to - start, "run".to_string())]);
+        }
+    }
     let round = |x: f64| (x * 10.0).round() / 10.0;
     let tracks = spans
         .into_iter()

@@ -216,6 +216,7 @@ fn ctrl_c(lesson: &str) -> Result<(), Failed> {
 /// its "started"; and every span of a thread ends, after it began, in order (nested). With
 /// worker 1 killed mid-run (where the lesson injects faults), the same holds, and the spans
 /// the killed worker left open are ended as "killed": what it wrote before it died is there.
+/// spawn-join's child started by exec is in its trace too.
 fn trace(lesson: &str) -> Result<(), Failed> {
     let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("trace-{lesson}.json"));
     let path = file.to_string_lossy();
@@ -226,6 +227,13 @@ fn trace(lesson: &str) -> Result<(), Failed> {
         format!("with --trace the lesson should run as without: {}", traced.describe())
     })?;
     check_trace(&file, false)?;
+    if lesson == "spawn-join" {
+        // Its child started by exec (spawn_self) joins the trace through FORKLORE_TRACE.
+        let text = fs::read_to_string(&file)?;
+        check(text.contains("\"greet alice\""), || {
+            "the child spawn_self started is not in the trace".into()
+        })?;
+    }
     if injects_faults(lesson) {
         let env = [(plumbing::fault::VARIABLE, "kill:1")];
         let killed = run(&binary(lesson), &["--trace", &path], &env, Ending::Natural);

@@ -776,6 +776,9 @@ pub fn spawn_self(role: &[&str]) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("find this program's executable")?;
     let mut command = Command::new(exe);
     command.arg("--child").args(role);
+    if let Some(trace) = crate::trace::path() {
+        command.env(crate::trace::VARIABLE, trace); // its events join this run's timeline
+    }
     // SAFETY: prctl is async-signal-safe, as code between fork and exec must be.
     unsafe {
         command.pre_exec(|| {

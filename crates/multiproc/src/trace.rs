@@ -17,12 +17,36 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use anyhow::Context;
 
 /// The trace file, when `--trace` asked for one (inherited by every forked child).
 static TRACE: OnceLock<(File, PathBuf)> = OnceLock::new();
+/// The process that started the trace: the one that ends it ([`finish`]).
+static OWNER: OnceLock<i32> = OnceLock::new();
+
+/// How a child started by exec (`proc::spawn_self`) learns where the trace goes.
+pub const VARIABLE: &str = "FORKLORE_TRACE";
+
+/// In a child started by exec: if the parent traces (`FORKLORE_TRACE` names the file), add
+/// this process's events to the same file, as `name`.
+pub fn join_from_env(name: &str) -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os(VARIABLE) else { return Ok(()) };
+    let path = PathBuf::from(path);
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("open the trace file {}", path.display()))?;
+    if TRACE.set((file, path)).is_ok() {
+        started(name);
+    }
+    Ok(())
+}
+
+/// The file a trace goes to, if one is being written.
+pub fn path() -> Option<&'static Path> {
+    TRACE.get().map(|(_, path)| path.as_path())
+}
 
 /// Start tracing into `path` (made anew), for this process and every child it forks.
 pub fn start(path: &Path) -> anyhow::Result<()> {
@@ -37,8 +61,8 @@ pub fn start(path: &Path) -> anyhow::Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("open the trace file {}", path.display()))?;
-    STARTED.get_or_init(Instant::now);
     TRACE.set((file, path.to_path_buf())).map_err(|_| anyhow::anyhow!("tracing had started already"))?;
+    let _ = OWNER.set(pid());
     started("main");
     Ok(())
 }
@@ -48,13 +72,11 @@ pub fn on() -> bool {
     TRACE.get().is_some()
 }
 
-/// When tracing started: forked children hold a copy, and `Instant` reads the monotonic
-/// clock every process of the machine shares, so their times line up with the parent's.
-static STARTED: OnceLock<Instant> = OnceLock::new();
-
-/// Microseconds since tracing started.
+/// Microseconds on the monotonic clock, which every process of the machine shares (a child
+/// started by exec too), so every process's times line up.
 fn now() -> f64 {
-    STARTED.get().map_or(0.0, |started| started.elapsed().as_secs_f64() * 1e6)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0.0, |t| t.tv_sec() as f64 * 1e6 + t.tv_nsec() as f64 / 1e3)
 }
 
 fn pid() -> i32 {
@@ -133,12 +155,16 @@ impl Drop for Span {
     }
 }
 
-/// In the parent, once every child has ended: make the file one JSON document
+/// At the end of a process that traces ("exited"); then, in the parent that started the
+/// trace, once every child has ended: make the file one JSON document
 /// (`{"traceEvents": [...]}`), ending every span a killed process left open when that
 /// process's end was last seen (its last event, or now).
 pub fn finish() -> anyhow::Result<()> {
     let Some((_, path)) = TRACE.get() else { return Ok(()) };
     instant("exited", "");
+    if OWNER.get() != Some(&pid()) {
+        return Ok(()); // a child started by exec: its parent ends the trace
+    }
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
     let mut events: Vec<serde_json::Value> =
         text.lines().filter(|l| !l.trim().is_empty()).filter_map(|l| serde_json::from_str(l).ok()).collect();

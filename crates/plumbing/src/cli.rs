@@ -175,9 +175,13 @@ fn run_program(
     program: impl FnOnce(&Args) -> anyhow::Result<()>,
 ) -> process::ExitCode {
     crate::fault::listen();
-    if let Some(path) = &args.trace
-        && let Err(error) = multiproc::trace::start(path)
-    {
+    let traced = match (&args.trace, &args.child) {
+        (Some(path), _) => multiproc::trace::start(path),
+        // A child started by exec joins its parent's trace, if there is one.
+        (None, Some(role)) => multiproc::trace::join_from_env(&role.join(" ")),
+        (None, None) => Ok(()),
+    };
+    if let Err(error) = traced {
         multiproc::proc::say(&format!("{label}: {error:#}"));
         return process::ExitCode::from(2);
     }
