@@ -720,7 +720,14 @@ pub struct PidsCgroup {
 impl PidsCgroup {
     /// Where pids cgroups can be made here (cgroup v1's pids hierarchy, or v2's unified one
     /// with the pids controller), or why not: one line, saying what it needs.
+    /// Probed once per process: runs are set up from several test threads at once, and two
+    /// probes at one moment would otherwise take the same name.
     pub fn available() -> Result<PathBuf, String> {
+        static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        FOUND.get_or_init(PidsCgroup::probe).clone()
+    }
+
+    fn probe() -> Result<PathBuf, String> {
         let v1 = Path::new("/sys/fs/cgroup/pids");
         let v2 = Path::new("/sys/fs/cgroup");
         let root = if v1.join("cgroup.procs").exists() {
