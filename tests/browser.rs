@@ -185,7 +185,9 @@ const LOOK: &str = r#"JSON.stringify({
     outside: [...document.querySelectorAll('main *')].filter(e => {
         const r = e.getBoundingClientRect();
         if (r.width === 0 || r.right <= window.innerWidth + 1) return false;
-        for (let a = e.parentElement; a && a !== document.body; a = a.parentElement) {
+        // A scroll box of the content's own (a table's wrapper, a listing), not the page's
+        // containers: mdBook's content box scrolls, which would excuse everything.
+        for (let a = e.parentElement; a && a.tagName !== 'MAIN'; a = a.parentElement) {
             const o = getComputedStyle(a).overflowX;
             if (o === 'auto' || o === 'scroll') return false;
         }

@@ -269,14 +269,14 @@ fn check_trace(file: &Path, killed: bool) -> Result<(), Failed> {
         })?;
     }
     // Spans nest within each thread (a pool's parent sends from a thread of its own).
-    let mut stacks: std::collections::BTreeMap<(i64, i64), (Vec<f64>, f64, bool)> = Default::default();
+    let mut stacks: std::collections::BTreeMap<(i64, i64), (Vec<f64>, f64)> = Default::default();
     let mut started_pids = BTreeSet::new();
     for event in events.iter().filter(|e| e["ph"] != "M") {
         let pid = event["pid"].as_i64().unwrap_or(0);
         let tid = event["tid"].as_i64().unwrap_or(pid);
         check(parents.contains_key(&pid), || format!("an event of pid {pid}, which has no name: {event}"))?;
         let ts = event["ts"].as_f64().ok_or_else(|| format!("an event without a time: {event}"))?;
-        let (stack, last, started) = stacks.entry((pid, tid)).or_insert((Vec::new(), 0.0, false));
+        let (stack, last) = stacks.entry((pid, tid)).or_insert((Vec::new(), 0.0));
         check(ts >= *last, || format!("pid {pid}: time goes back at {event}"))?;
         *last = ts;
         match event["ph"].as_str() {
@@ -285,13 +285,12 @@ fn check_trace(file: &Path, killed: bool) -> Result<(), Failed> {
                 stack.pop().ok_or_else(|| format!("pid {pid}: a span ends that never began: {event}"))?;
             }
             Some("i") if event["name"] == "started" => {
-                *started = true;
                 started_pids.insert(pid);
             }
             _ => {}
         }
     }
-    for ((pid, tid), (stack, ..)) in &stacks {
+    for ((pid, tid), (stack, _)) in &stacks {
         check(stack.is_empty(), || format!("pid {pid} (thread {tid}): {} spans never end", stack.len()))?;
     }
     for pid in parents.keys() {

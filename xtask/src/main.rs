@@ -148,19 +148,9 @@ fn timelines() -> Result<(), Problem> {
     std::fs::create_dir_all(&dir).map_err(|e| Problem::Failed(format!("create {}: {e}", dir.display())))?;
     for lesson in forklore::TIMELINES {
         let package = format!("lesson-{lesson}");
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "-p", &package])
-            .current_dir(forklore::root())
-            .status()
-            .map_err(|e| Problem::Failed(format!("run cargo build: {e}")))?;
-        if !built.success() {
-            return Err(Problem::Failed(format!("cargo build --release -p {package} failed")));
-        }
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| forklore::root().join("target"));
-        let trace = target.join(format!("trace-{lesson}.json"));
-        let ran = Command::new(target.join("release").join(&package))
+        let program = release_build(&package)?;
+        let trace = program.with_file_name(format!("trace-{lesson}.json"));
+        let ran = Command::new(&program)
             .arg("--trace")
             .arg(&trace)
             .stdout(Stdio::null())
@@ -269,18 +259,7 @@ fn measure(mut lessons: Vec<String>, runs: Option<String>) -> Result<(), Problem
     for lesson in &lessons {
         let package = format!("lesson-{lesson}");
         eprintln!("== {package}");
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "-p", &package])
-            .current_dir(forklore::root())
-            .status()
-            .map_err(|e| Problem::Failed(format!("run cargo build: {e}")))?;
-        if !built.success() {
-            return Err(Problem::Failed(format!("cargo build --release -p {package} failed")));
-        }
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| forklore::root().join("target"));
-        let mut command = Command::new(target.join("release").join(&package));
+        let mut command = Command::new(release_build(&package)?);
         command.args(["--measure", "--json"]);
         if let Some(runs) = &runs {
             command.args(["--runs", runs]);
@@ -302,6 +281,22 @@ fn measure(mut lessons: Vec<String>, runs: Option<String>) -> Result<(), Problem
         println!("{page}");
     }
     Ok(())
+}
+
+/// Build `package` (a lesson) in release mode: the program's path.
+fn release_build(package: &str) -> Result<std::path::PathBuf, Problem> {
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", package])
+        .current_dir(forklore::root())
+        .status()
+        .map_err(|e| Problem::Failed(format!("run cargo build: {e}")))?;
+    if !built.success() {
+        return Err(Problem::Failed(format!("cargo build --release -p {package} failed")));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| forklore::root().join("target"));
+    Ok(target.join("release").join(package))
 }
 
 fn write(path: &std::path::Path, text: &str) -> Result<(), Problem> {
