@@ -97,15 +97,67 @@ pub fn split_measured_page(page: &str) -> Option<(&str, &str)> {
     Some((stamp, table))
 }
 
-/// The lessons whose runs the book shows as timelines (`cargo xtask timelines`).
-pub const TIMELINES: [&str; 5] = ["spawn-join", "lock-race", "queue", "pool", "when-slower"];
-
-/// Where a lesson's timeline (the reduced trace, `json`, and its picture, `svg`) is kept.
-pub fn timeline_file(lesson: &str, extension: &str) -> PathBuf {
-    root().join("book/src/timelines").join(format!("{lesson}.{extension}"))
+/// A picture of part of a lesson's run: `cargo xtask timelines` runs the lesson with
+/// `--trace`, and draws the part `window` names.
+pub struct Scenario {
+    /// The file's name under book/src/timelines: `<lesson>-<what>`.
+    pub name: &'static str,
+    pub lesson: &'static str,
+    /// What the part shows: the picture's title.
+    pub title: &'static str,
+    pub window: timeline::Window,
 }
 
-/// A timeline's title, from its lesson.
-pub fn timeline_title(lesson: &str) -> String {
-    format!("lesson-{lesson}: one run, every process")
+/// The parts of the lessons' runs the book shows as timelines (`cargo xtask timelines`).
+pub const TIMELINES: [Scenario; 7] = {
+    use timeline::Window::{Lives, RoundOf, Span};
+    [
+        Scenario {
+            name: "spawn-join-start",
+            lesson: "spawn-join",
+            title: "spawn-join: a child started by exec (greet alice), later one by fork (child)",
+            window: Lives(&["greet alice", "child"], 1),
+        },
+        Scenario {
+            name: "lock-race-contention",
+            lesson: "lock-race",
+            title: "lock-race: two processes take turns at one futex lock (a round of section 3)",
+            window: RoundOf("waiting for the lock"),
+        },
+        Scenario {
+            name: "queue-join-before-get",
+            lesson: "queue",
+            title: "queue: join before get, a deadlock until the parent gives up (section 2)",
+            window: Lives(&["child"], 1),
+        },
+        Scenario {
+            name: "pool-chunksize-1",
+            lesson: "pool",
+            title: "pool: map of 1000 items with chunksize 1, 4 workers",
+            window: Span("map 1000 items, chunksize 1"),
+        },
+        Scenario {
+            name: "pool-chunksize-default",
+            lesson: "pool",
+            title: "pool: map of 1000 items with the default chunksize (63), 4 workers",
+            window: Span("map 1000 items, chunksize 63"),
+        },
+        Scenario {
+            name: "when-slower-queue",
+            lesson: "when-slower",
+            title: "when-slower: 2 workers put 8 images (48 KiB each) on a Queue, the parent gets them",
+            window: Lives(&["worker 0", "worker 1"], 1),
+        },
+        Scenario {
+            name: "when-slower-shared",
+            lesson: "when-slower",
+            title: "when-slower: 2 workers write 8 images straight into shared memory",
+            window: Lives(&["worker 0", "worker 1"], 2),
+        },
+    ]
+};
+
+/// Where a timeline (the reduced trace, `json`, and its picture, `svg`) is kept.
+pub fn timeline_file(name: &str, extension: &str) -> PathBuf {
+    root().join("book/src/timelines").join(format!("{name}.{extension}"))
 }

@@ -370,12 +370,13 @@ fn every_diagram_is_shown() -> Result<(), Failed> {
 }
 
 /// Each timeline's picture is what `cargo xtask timelines` draws from the trace it kept
-/// beside it (stamped with machine and date), and its chapter shows it.
+/// beside it (stamped with machine and date), its lesson's chapter shows it, and the folder
+/// holds no picture that is not one of them.
 fn timelines_are_current_and_shown() -> Result<(), Failed> {
-    let chapters: String = pages().into_iter().map(|(_, text)| text).collect();
     let mut problems = Vec::new();
-    for lesson in forklore::TIMELINES {
-        let (json, svg) = (forklore::timeline_file(lesson, "json"), forklore::timeline_file(lesson, "svg"));
+    for scenario in &forklore::TIMELINES {
+        let name = scenario.name;
+        let (json, svg) = (forklore::timeline_file(name, "json"), forklore::timeline_file(name, "svg"));
         let Ok(text) = fs::read_to_string(&json) else {
             problems.push(format!("{}: missing: run `cargo xtask timelines`", json.display()));
             continue;
@@ -384,13 +385,21 @@ fn timelines_are_current_and_shown() -> Result<(), Failed> {
         if !(timeline.stamp.starts_with("Traced on ") && timeline.stamp.contains(" on 20")) {
             problems.push(format!("{}: the stamp does not say machine and date", json.display()));
         }
-        let drawn = forklore::timeline::svg(&forklore::timeline_title(lesson), &timeline);
+        let drawn = forklore::timeline::svg(scenario.title, &timeline);
         if fs::read_to_string(&svg).ok() != Some(drawn) {
             problems
                 .push(format!("{}: not what `cargo xtask timelines` draws from its trace", svg.display()));
         }
-        if !chapters.contains(&format!("](timelines/{lesson}.svg)")) {
-            problems.push(format!("timelines/{lesson}.svg: its chapter does not show it"));
+        let chapter = fs::read_to_string(book_src().join(format!("{}.md", scenario.lesson)))?;
+        if !chapter.contains(&format!("](timelines/{name}.svg)")) {
+            problems.push(format!("timelines/{name}.svg: the {} chapter does not show it", scenario.lesson));
+        }
+    }
+    for entry in fs::read_dir(book_src().join("timelines"))? {
+        let path = entry?.path();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if !forklore::TIMELINES.iter().any(|s| s.name == stem) {
+            problems.push(format!("{}: no timeline of `cargo xtask timelines`: remove it", path.display()));
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }

@@ -213,7 +213,8 @@ fn ctrl_c(lesson: &str) -> Result<(), Failed> {
 /// `--trace FILE`: the lesson still runs as it does without it; the file is one JSON
 /// document of trace events; its processes are this run's (the first the lesson itself, a
 /// child of this test; each other one a child of a traced process), each named, each with
-/// its "started"; and every span of a thread ends, after it began, in order (nested). With
+/// its "started"; every span of a thread ends, after it began, in order (nested); every
+/// message received has its arrow, from inside a span that sent it. With
 /// worker 1 killed mid-run (where the lesson injects faults), the same holds, and the spans
 /// the killed worker left open are ended as "killed": what it wrote before it died is there.
 /// spawn-join's child started by exec is in its trace too.
@@ -269,9 +270,13 @@ fn check_trace(file: &Path, killed: bool) -> Result<(), Failed> {
         })?;
     }
     // Spans nest within each thread (a pool's parent sends from a thread of its own).
-    let mut stacks: std::collections::BTreeMap<(i64, i64), (Vec<f64>, f64)> = Default::default();
+    // Per thread: the spans begun and not yet ended (when, what kind), and the last time seen.
+    type Open = (Vec<(f64, String)>, f64);
+    let mut stacks: std::collections::BTreeMap<(i64, i64), Open> = Default::default();
+    let mut spans: Vec<((i64, i64), f64, f64, String)> = Vec::new();
     let mut started_pids = BTreeSet::new();
-    for event in events.iter().filter(|e| e["ph"] != "M") {
+    let is_flow = |e: &&serde_json::Value| e["ph"] == "s" || e["ph"] == "f";
+    for event in events.iter().filter(|e| e["ph"] != "M" && !is_flow(e)) {
         let pid = event["pid"].as_i64().unwrap_or(0);
         let tid = event["tid"].as_i64().unwrap_or(pid);
         check(parents.contains_key(&pid), || format!("an event of pid {pid}, which has no name: {event}"))?;
@@ -280,9 +285,11 @@ fn check_trace(file: &Path, killed: bool) -> Result<(), Failed> {
         check(ts >= *last, || format!("pid {pid}: time goes back at {event}"))?;
         *last = ts;
         match event["ph"].as_str() {
-            Some("B") => stack.push(ts),
+            Some("B") => stack.push((ts, event["cat"].as_str().unwrap_or("").to_string())),
             Some("E") => {
-                stack.pop().ok_or_else(|| format!("pid {pid}: a span ends that never began: {event}"))?;
+                let (begin, cat) =
+                    stack.pop().ok_or_else(|| format!("pid {pid}: a span ends that never began: {event}"))?;
+                spans.push(((pid, tid), begin, ts, cat));
             }
             Some("i") if event["name"] == "started" => {
                 started_pids.insert(pid);
@@ -296,6 +303,31 @@ fn check_trace(file: &Path, killed: bool) -> Result<(), Failed> {
     for pid in parents.keys() {
         check(started_pids.contains(pid), || format!("pid {pid}: no \"started\""))?;
     }
+    // The arrows: each message's flow starts inside a span sending it and ends inside a span
+    // receiving it, later; and every message received has its arrow.
+    let mut flows: std::collections::BTreeMap<i64, Vec<&serde_json::Value>> = Default::default();
+    for event in events.iter().filter(is_flow) {
+        flows.entry(event["id"].as_i64().ok_or("a flow without an id")?).or_default().push(event);
+    }
+    let inside = |e: &serde_json::Value, kind: &str| {
+        let key = (e["pid"].as_i64().unwrap_or(0), e["tid"].as_i64().unwrap_or(0));
+        let ts = e["ts"].as_f64().unwrap_or(0.0);
+        spans.iter().any(|(k, a, b, cat)| *k == key && cat == kind && (*a..=*b).contains(&ts))
+    };
+    for (id, ends) in &flows {
+        let [s, f] = ends[..] else {
+            return Err(format!("flow {id}: {} ends, not a start and an end", ends.len()).into());
+        };
+        check(s["ph"] == "s" && f["ph"] == "f" && f["bp"] == "e", || format!("flow {id}: {s} then {f}"))?;
+        check(inside(s, "send") && inside(f, "recv"), || {
+            format!("flow {id} does not go from a send to a receive: {s} {f}")
+        })?;
+        check(s["ts"].as_f64() < f["ts"].as_f64(), || format!("flow {id} is received before it is sent"))?;
+    }
+    let received = events.iter().filter(|e| e["ph"] == "E" && e["args"]["message"].is_string()).count();
+    check(killed || flows.len() == received, || {
+        format!("{received} messages received, but {} arrows from their senders", flows.len())
+    })?;
     let ended_killed = events.iter().any(|e| e["ph"] == "E" && e["args"]["ended"] == "killed");
     check(!killed || ended_killed, || {
         "worker 1 was killed mid-run, yet no span of it ended as killed".into()

@@ -8,7 +8,7 @@
 //! - `cargo xtask tables`: write each measured table again from its records, as `measure`
 //!   would, keeping the stamp (machine and date) of the run that measured them: for a change
 //!   of the tables' layout, which changes no number.
-//! - `cargo xtask timelines`: run the lessons the book shows as timelines with `--trace`
+//! - `cargo xtask timelines`: run the lessons the book shows timelines of with `--trace`
 //!   (release builds), and keep each run's reduced trace and its picture under
 //!   book/src/timelines/, stamped with machine and date (src/timeline.rs).
 //! - `cargo xtask exercises`: write the book's pages of exercises from their manifests
@@ -146,7 +146,10 @@ fn timelines() -> Result<(), Problem> {
     let machine = Machine::detect();
     let dir = forklore::root().join("book/src/timelines");
     std::fs::create_dir_all(&dir).map_err(|e| Problem::Failed(format!("create {}: {e}", dir.display())))?;
-    for lesson in forklore::TIMELINES {
+    // One traced run per lesson; each of its scenarios is a part of that run.
+    let mut lessons: Vec<&str> = forklore::TIMELINES.iter().map(|s| s.lesson).collect();
+    lessons.dedup();
+    for lesson in lessons {
         let package = format!("lesson-{lesson}");
         let program = release_build(&package)?;
         let trace = program.with_file_name(format!("trace-{lesson}.json"));
@@ -163,15 +166,24 @@ fn timelines() -> Result<(), Problem> {
         let text = std::fs::read_to_string(&trace).map_err(|e| fail(e.to_string()))?;
         let _ = std::fs::remove_file(&trace);
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
-        let stamp = format!(
-            "Traced on {machine} by `cargo xtask timelines`: `cargo run --release -p {package} -- --trace FILE`"
-        );
-        let timeline = forklore::timeline::from_trace(&value, &stamp).map_err(fail)?;
-        let json = serde_json::to_string(&timeline).map_err(|e| fail(e.to_string()))?;
-        write(&forklore::timeline_file(lesson, "json"), &json)?;
-        let svg = forklore::timeline::svg(&forklore::timeline_title(lesson), &timeline);
-        write(&forklore::timeline_file(lesson, "svg"), &svg)?;
-        println!("wrote book/src/timelines/{lesson}.json and .svg ({} tracks)", timeline.tracks.len());
+        for scenario in forklore::TIMELINES.iter().filter(|s| s.lesson == lesson) {
+            let stamp = format!(
+                "Traced on {machine} by `cargo xtask timelines`: `cargo run --release -p {package} -- --trace FILE`"
+            );
+            let window = forklore::timeline::window(&value, scenario.window).map_err(fail)?;
+            let timeline = forklore::timeline::from_trace(&value, window, &stamp).map_err(fail)?;
+            let json = serde_json::to_string(&timeline).map_err(|e| fail(e.to_string()))?;
+            write(&forklore::timeline_file(scenario.name, "json"), &json)?;
+            let svg = forklore::timeline::svg(scenario.title, &timeline);
+            write(&forklore::timeline_file(scenario.name, "svg"), &svg)?;
+            println!(
+                "wrote book/src/timelines/{}.json and .svg ({} tracks, {} messages, {})",
+                scenario.name,
+                timeline.tracks.len(),
+                timeline.messages,
+                forklore::timeline::time(timeline.duration_us)
+            );
+        }
     }
     Ok(())
 }

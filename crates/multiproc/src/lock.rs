@@ -51,6 +51,7 @@ impl Lock {
     pub fn lock(&self) -> LockGuard<'_> {
         // Uncontended: 0 -> 1 in user space, no system call at all.
         if self.state.value.compare_exchange(0, 1, Acquire, Relaxed).is_err() {
+            let _waiting = crate::trace::span("wait", || "waiting for the lock".into()); // --trace
             // Taken: say "someone is waiting" (2), and sleep while it stays taken.
             while self.state.value.swap(2, Acquire) != 0 {
                 let _ = self.state.wait(2); // sleeps only if the word is still 2

@@ -125,6 +125,8 @@ impl<T: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Pool<T, R
     /// the default chunksize. If a task panicked, an error naming the first such item.
     pub fn map(&mut self, items: &[T], chunksize: Option<usize>) -> anyhow::Result<Vec<R>> {
         let chunksize = chunksize.unwrap_or_else(|| self.default_chunksize(items.len()));
+        let _map =
+            crate::trace::span("phase", || format!("map {} items, chunksize {chunksize}", items.len()));
         let mut slots: Vec<Option<Outcome<R>>> = items.iter().map(|_| None).collect();
         self.run(items, chunksize, |first, outcomes| {
             for (i, outcome) in outcomes.into_iter().enumerate() {

@@ -101,7 +101,7 @@ pub fn fork_named<R: ChildExit>(name: &str, work: impl FnOnce() -> R) -> anyhow:
     may_fork()?;
     // Output still in the buffer would be copied into the child and printed twice.
     std::io::stdout().flush().context("flush stdout before fork")?;
-    let parent = getpid();
+    let (parent, asked) = (getpid(), crate::trace::clock()); // --trace: when we asked
     // SAFETY: may_fork found this thread alone in its process, so the child's copy of memory
     // is consistent (no other thread was half-way through changing it, holding a lock the
     // child could never get), and in the child only code this thread runs exists. It also
@@ -123,7 +123,7 @@ pub fn fork_named<R: ChildExit>(name: &str, work: impl FnOnce() -> R) -> anyhow:
             if let Ok(name) = std::ffi::CString::new(name.bytes().take(15).collect::<Vec<u8>>()) {
                 let _ = prctl::set_name(&name);
             }
-            crate::trace::started(name); // its track in a --trace timeline
+            crate::trace::started(name, asked); // its track in a --trace timeline
             faults::started(name);
             // A panic prints one line, as Python prints a target's exception (no backtrace).
             std::panic::set_hook(Box::new(|panic| {
@@ -562,6 +562,31 @@ pub fn try_join(child: Pid) -> anyhow::Result<Option<ExitCode>> {
     watched::reap(child, false)
 }
 
+// ANCHOR: join_timeout
+/// Python's `p.join(timeout)`, then `p.exitcode`: wait at most `timeout` for `child` to end.
+/// Its exit code (it is reaped), or `None` if it is still running when the time is up. The
+/// wait sleeps on the child's pidfd, which becomes readable the moment the child ends.
+pub fn join_timeout(child: Pid, timeout: std::time::Duration) -> anyhow::Result<Option<ExitCode>> {
+    let _waiting = crate::trace::span("wait", || {
+        format!("waiting for child {child} to end (join, at most {} ms)", timeout.as_millis())
+    });
+    let pidfd = watched::pidfd(child)?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let millis = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(millis)) {
+            Err(Errno::EINTR) => continue,
+            other => other.context("wait for a child with a timeout (poll on its pidfd)")?,
+        };
+        if fds[0].any().unwrap_or(false) || left.is_zero() {
+            return try_join(child);
+        }
+    }
+}
+// ANCHOR_END: join_timeout
+
 /// This process's children, as the kit forked them: each with its name and a pidfd, a file
 /// descriptor that refers to that one process (Linux 5.3 and later), so that waiting for it,
 /// and killing it, can never reach another process given its pid after it is reaped.
@@ -618,6 +643,16 @@ mod watched {
         let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
         lock().push(Known { pid, name: name.to_string(), pidfd, ended: None, gone: false, stopped: false });
         Ok(())
+    }
+
+    /// A pidfd of `pid`'s own (a duplicate), to wait on without holding the list's lock.
+    pub(super) fn pidfd(pid: Pid) -> anyhow::Result<OwnedFd> {
+        let known = lock();
+        let k = known
+            .iter()
+            .find(|k| k.pid == pid)
+            .with_context(|| format!("{pid} is not a child of the kit's"))?;
+        k.pidfd.try_clone().with_context(|| format!("duplicate the pidfd of the {}", k.name))
     }
 
     /// In a new child: the parent's children are not this process's (their pidfds close).
@@ -776,9 +811,7 @@ pub fn spawn_self(role: &[&str]) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("find this program's executable")?;
     let mut command = Command::new(exe);
     command.arg("--child").args(role);
-    if let Some(trace) = crate::trace::path() {
-        command.env(crate::trace::VARIABLE, trace); // its events join this run's timeline
-    }
+    crate::trace::pass_to(&mut command); // under --trace, its events join this run's timeline
     // SAFETY: prctl is async-signal-safe, as code between fork and exec must be.
     unsafe {
         command.pre_exec(|| {

@@ -11,7 +11,7 @@ const ONE_WRITE: usize = 64 * 1024;
 
 /// Send one message: its length as 4 bytes (little-endian), then its bytes.
 pub fn send(to: &mut impl Write, message: &[u8]) -> io::Result<()> {
-    let _sending = crate::trace::span("send", || format!("send {} B", message.len()));
+    let _sending = crate::trace::sending(message); // --trace: a span, an arrow to its receiver
     let header = u32::try_from(message.len())
         .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "a message must be under 4 GiB"))?
         .to_le_bytes();
@@ -25,7 +25,7 @@ pub fn send(to: &mut impl Write, message: &[u8]) -> io::Result<()> {
 
 /// Receive one message, or `None` if the other side closed the stream between messages.
 pub fn recv(from: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
-    let _receiving = crate::trace::span("recv", || "receive a message".to_string());
+    let receiving = crate::trace::span("recv", || "receive a message".to_string()); // --trace
     crate::proc::faults::waiting("a message"); // a test may end this process here (proc::faults)
     let mut header = [0u8; 4];
     let mut got = 0;
@@ -40,6 +40,7 @@ pub fn recv(from: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     }
     let mut message = vec![0u8; u32::from_le_bytes(header) as usize];
     from.read_exact(&mut message)?; // EOF inside a message is an error
+    receiving.received(&message); // --trace: the arrow from its sender ends here
     Ok(Some(message))
 }
 // ANCHOR_END: framing

@@ -14,10 +14,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use multiproc::proc::{Children, ExitCode, fork_child, join_all, join_ok, try_join};
+use multiproc::proc::{Children, fork_child, join_all, join_ok, join_timeout};
 use multiproc::queue::Queue;
 use multiproc::shm::Shared;
-use nix::unistd::Pid;
 use plumbing::fault;
 use plumbing::random_job::{self, FLOOR, WORKERS, array_unlocked, numbers, private_vec};
 use plumbing::{Args, Bench, Case, Lesson, varies};
@@ -104,8 +103,8 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     );
     let queue = Queue::new()?;
     let child = fork_child(|| queue.put(&vec![1u8; BIG_MESSAGE]))?;
-    // join() would wait forever here; wait PATIENCE instead, and look.
-    if let Some(code) = ended_within(child, PATIENCE)? {
+    // join() would wait forever here; join(timeout=PATIENCE) instead, and look.
+    if let Some(code) = join_timeout(child, PATIENCE)? {
         bail!(
             "the child (pid {child}) ended with exitcode {code} before the parent got its {}",
             size(BIG_MESSAGE)
@@ -222,22 +221,6 @@ fn check(reports: &[Vec<u8>]) -> anyhow::Result<()> {
     Ok(())
 }
 // ANCHOR_END: check
-
-// ANCHOR: still_running
-/// Join with a timeout: the child's exit code if it ends within `patience`, `None` if it is
-/// still running then. `try_join` reaps it if it has ended, and returns at once if not (it
-/// is `waitpid` with WNOHANG underneath): look every 10 ms.
-fn ended_within(child: Pid, patience: Duration) -> anyhow::Result<Option<ExitCode>> {
-    let start = Instant::now();
-    while start.elapsed() < patience {
-        if let Some(code) = try_join(child).context("look at the child")? {
-            return Ok(Some(code));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(None)
-}
-// ANCHOR_END: still_running
 
 /// `bytes` as the lesson prints a size: `1 MiB`, `64 KiB` or `1000 bytes`.
 fn size(bytes: usize) -> String {
