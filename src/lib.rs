@@ -97,62 +97,82 @@ pub fn split_measured_page(page: &str) -> Option<(&str, &str)> {
     Some((stamp, table))
 }
 
-/// A picture of part of a lesson's run: `cargo xtask timelines` runs the lesson with
-/// `--trace`, and draws the part `window` names.
+/// A picture of part of a lesson's run: `cargo xtask timelines` runs the lesson with `args`
+/// and `--trace`, and draws the part `window` names.
 pub struct Scenario {
     /// The file's name under book/src/timelines: `<lesson>-<what>`.
     pub name: &'static str,
     pub lesson: &'static str,
+    /// The run's options besides `--trace`: none for the demo.
+    pub args: &'static [&'static str],
     /// What the part shows: the picture's title.
     pub title: &'static str,
     pub window: timeline::Window,
 }
 
+/// A `--measure` run with each case run once (after its warm-up), for a timeline.
+const MEASURE_ONCE: &[&str] = &["--measure", "--no-python", "--runs", "1"];
+
 /// The parts of the lessons' runs the book shows as timelines (`cargo xtask timelines`).
-pub const TIMELINES: [Scenario; 7] = {
-    use timeline::Window::{Lives, RoundOf, Span};
+pub const TIMELINES: [Scenario; 8] = {
+    use timeline::Window::{CloseUp, Lives, RoundOf, Span};
     [
         Scenario {
             name: "spawn-join-start",
             lesson: "spawn-join",
+            args: &[],
             title: "spawn-join: a child started by exec (greet alice), later one by fork (child)",
             window: Lives(&["greet alice", "child"], 1),
         },
         Scenario {
             name: "lock-race-contention",
             lesson: "lock-race",
+            args: &[],
             title: "lock-race: two processes take turns at one futex lock (a round of section 3)",
             window: RoundOf("waiting for the lock"),
         },
         Scenario {
+            name: "lock-race-close-up",
+            lesson: "lock-race",
+            args: &[],
+            title: "lock-race: the same, 300 µs from the first time a worker waits for the lock",
+            window: CloseUp("waiting for the lock", 300.0),
+        },
+        Scenario {
             name: "queue-join-before-get",
             lesson: "queue",
+            args: &[],
             title: "queue: join before get, a deadlock until the parent gives up (section 2)",
             window: Lives(&["child"], 1),
         },
         Scenario {
             name: "pool-chunksize-1",
             lesson: "pool",
+            args: &[],
             title: "pool: map of 1000 items with chunksize 1, 4 workers",
             window: Span("map 1000 items, chunksize 1"),
         },
         Scenario {
             name: "pool-chunksize-default",
             lesson: "pool",
+            args: &[],
             title: "pool: map of 1000 items with the default chunksize (63), 4 workers",
             window: Span("map 1000 items, chunksize 63"),
         },
+        // At --measure's size (one run of each case, traced): 32 images of 3 MiB.
         Scenario {
-            name: "when-slower-queue",
+            name: "when-slower-pool",
             lesson: "when-slower",
-            title: "when-slower: 2 workers put 8 images (48 KiB each) on a Queue, the parent gets them",
-            window: Lives(&["worker 0", "worker 1"], 1),
+            args: MEASURE_ONCE,
+            title: "when-slower: Pool map of 32 images (3 MiB each), 2 workers, results sent back",
+            window: Span("Pool map, big results, 2 workers, run 1"),
         },
         Scenario {
             name: "when-slower-shared",
             lesson: "when-slower",
-            title: "when-slower: 2 workers write 8 images straight into shared memory",
-            window: Lives(&["worker 0", "worker 1"], 2),
+            args: MEASURE_ONCE,
+            title: "when-slower: the same 32 images, 2 workers write them into shared memory",
+            window: Span("chunks + shared memory, 2 workers, run 1"),
         },
     ]
 };

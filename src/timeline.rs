@@ -57,6 +57,8 @@ pub enum Window {
     Lives(&'static [&'static str], usize),
     /// The first process with a span of this name, and its siblings alive beside it.
     RoundOf(&'static str),
+    /// A close-up: from the start of the first span of this name, so many microseconds.
+    CloseUp(&'static str, f64),
 }
 
 /// Each process of a trace: its name, parent, when it was asked for (if its parent traced
@@ -167,6 +169,14 @@ pub fn window(trace: &serde_json::Value, window: Window) -> Result<(f64, f64), S
             round.iter().fold((from, to), |(a, b), (_, l)| {
                 (a.min(l.from().unwrap_or(a)), b.max(l.exited.unwrap_or(b)))
             })
+        }
+        Window::CloseUp(name, us) => {
+            let from = events
+                .iter()
+                .find(|e| e["ph"] == "B" && e["name"] == name)
+                .and_then(|e| e["ts"].as_f64())
+                .ok_or(format!("no span named {name:?} in the trace"))?;
+            (from, from + us)
         }
     };
     let sent: std::collections::BTreeSet<i64> = events
@@ -284,7 +294,7 @@ pub fn from_trace(trace: &serde_json::Value, part: (f64, f64), stamp: &str) -> R
     let mut flows: Vec<Flow> = Vec::new();
     for [sent, got] in ends.into_values() {
         let (Some((a, at)), Some((b, bt))) = (sent, got) else { continue };
-        let core = margin..=to - from - margin;
+        let core = margin - 1.0..=to - from - margin + 1.0; // (1 µs for rounding)
         if core.contains(&at) && core.contains(&bt) {
             messages += 1; // counted if inside the part, drawn if inside the margins too
         }

@@ -59,7 +59,19 @@ fn main() {
     }
     let conclusion = libtest_mimic::run(&args, trials);
     chromium.close(); // before exit, which would leave Chromium running
+    // What was looked at, for a person (and a closing note) to quote.
+    for (what, n) in FIGURES.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        println!("browser figures: {what}: {n}");
+    }
     conclusion.exit();
+}
+
+/// How many of each thing the checks looked at: pages, links, images, search results.
+static FIGURES: Mutex<std::collections::BTreeMap<String, usize>> =
+    Mutex::new(std::collections::BTreeMap::new());
+
+fn figure(what: &str, n: usize) {
+    *FIGURES.lock().unwrap_or_else(|e| e.into_inner()).entry(what.to_string()).or_default() += n;
 }
 
 /// Chromium: FORKLORE_CHROMIUM, or the first of the usual names on PATH.
@@ -201,6 +213,11 @@ const LOOK: &str = r#"JSON.stringify({
         .map(c => c.innerText.split('\n').reduce((a, b) => b.length > a.length ? b : a, '').trim().slice(0, 60)),
     raw: document.body.innerText.includes('{{#'),
     images: [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src),
+    counts: {
+        images: document.images.length,
+        tables: document.querySelectorAll('main table').length,
+        listings: document.querySelectorAll('main pre > code').length,
+    },
     links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))
 })"#;
 
@@ -212,6 +229,12 @@ fn check_page(chromium: &Browsers, book: &Path, page: &str) -> Result<(), Failed
             .and_then(|t| t.wait_until_navigated())
             .map_err(|e| format!("{page} at {width} px: {e:#}"))?;
         let look: serde_json::Value = serde_json::from_str(&eval(&tab, LOOK)?)?;
+        figure(&format!("pages looked at, at {width} px (overflow checked)"), 1);
+        if width == WIDTHS[0] {
+            for (what, n) in look["counts"].as_object().into_iter().flatten() {
+                figure(&format!("{what} on the pages, each checked"), n.as_u64().unwrap_or(0) as usize);
+            }
+        }
         if look["overflow"].as_i64().unwrap_or(0) > 0 {
             problems.push(format!("at {width} px the page scrolls sideways by {} px", look["overflow"]));
         }
@@ -236,6 +259,9 @@ fn check_page(chromium: &Browsers, book: &Path, page: &str) -> Result<(), Failed
         }
         if width == WIDTHS[0] {
             for link in look["links"].as_array().into_iter().flatten().filter_map(|l| l.as_str()) {
+                if !link.contains("://") {
+                    figure("local links (and #fragments) resolved", 1);
+                }
                 if let Some(problem) = broken_link(book, page, link) {
                     problems.push(problem);
                 }
@@ -305,6 +331,7 @@ fn search(chromium: &Browsers, book: &Path, word: &str) -> Result<(), Failed> {
         .wait_for_elements("#mdbook-searchresults li, #searchresults li")
         .map_err(|e| format!("searching for {word:?} listed nothing: {e:#}"))?;
     let _ = tab.close(false);
+    figure(&format!("search results for {word:?}"), results.len());
     if results.is_empty() { Err(format!("searching for {word:?} listed nothing").into()) } else { Ok(()) }
 }
 

@@ -146,14 +146,15 @@ fn timelines() -> Result<(), Problem> {
     let machine = Machine::detect();
     let dir = forklore::root().join("book/src/timelines");
     std::fs::create_dir_all(&dir).map_err(|e| Problem::Failed(format!("create {}: {e}", dir.display())))?;
-    // One traced run per lesson; each of its scenarios is a part of that run.
-    let mut lessons: Vec<&str> = forklore::TIMELINES.iter().map(|s| s.lesson).collect();
-    lessons.dedup();
-    for lesson in lessons {
+    // One traced run per lesson and options; each of its scenarios is a part of that run.
+    let mut runs: Vec<(&str, &[&str])> = forklore::TIMELINES.iter().map(|s| (s.lesson, s.args)).collect();
+    runs.dedup();
+    for (lesson, args) in runs {
         let package = format!("lesson-{lesson}");
         let program = release_build(&package)?;
         let trace = program.with_file_name(format!("trace-{lesson}.json"));
         let ran = Command::new(&program)
+            .args(args)
             .arg("--trace")
             .arg(&trace)
             .stdout(Stdio::null())
@@ -166,9 +167,10 @@ fn timelines() -> Result<(), Problem> {
         let text = std::fs::read_to_string(&trace).map_err(|e| fail(e.to_string()))?;
         let _ = std::fs::remove_file(&trace);
         let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
-        for scenario in forklore::TIMELINES.iter().filter(|s| s.lesson == lesson) {
+        for scenario in forklore::TIMELINES.iter().filter(|s| s.lesson == lesson && s.args == args) {
+            let options: String = args.iter().map(|a| format!("{a} ")).collect();
             let stamp = format!(
-                "Traced on {machine} by `cargo xtask timelines`: `cargo run --release -p {package} -- --trace FILE`"
+                "Traced on {machine} by `cargo xtask timelines`: `cargo run --release -p {package} -- {options}--trace FILE`"
             );
             let window = forklore::timeline::window(&value, scenario.window).map_err(fail)?;
             let timeline = forklore::timeline::from_trace(&value, window, &stamp).map_err(fail)?;
@@ -183,6 +185,18 @@ fn timelines() -> Result<(), Problem> {
                 timeline.messages,
                 forklore::timeline::time(timeline.duration_us)
             );
+        }
+    }
+    // A picture no scenario makes any more would be left in the book: remove it.
+    for entry in
+        std::fs::read_dir(&dir).map_err(|e| Problem::Failed(format!("read {}: {e}", dir.display())))?
+    {
+        let path = entry.map_err(|e| Problem::Failed(e.to_string()))?.path();
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if !forklore::TIMELINES.iter().any(|s| s.name == stem) {
+            std::fs::remove_file(&path)
+                .map_err(|e| Problem::Failed(format!("remove {}: {e}", path.display())))?;
+            println!("removed {}, which no timeline makes any more", path.display());
         }
     }
     Ok(())

@@ -765,6 +765,7 @@ mod watched {
     /// Wait until one of `pids` ends; reap it: which, and how. If another child of this
     /// process ends abnormally meanwhile, an error naming it: `pids` may be waiting for it.
     pub(super) fn reap_any(pids: &[Pid]) -> anyhow::Result<(Pid, ExitCode)> {
+        let _joining = crate::trace::span("wait", || format!("waiting for one of {pids:?} to end (join)"));
         loop {
             let ready: Vec<Pid> = {
                 let known = lock();

@@ -101,6 +101,10 @@ impl Bench {
         if cfg!(debug_assertions) && !args.quick {
             eprintln!("note: this is a debug build; measure with --release for meaningful numbers");
         }
+        let mut notes = Vec::new();
+        if args.trace.is_some() {
+            notes.push("traced (--trace): these times include the cost of tracing".to_string());
+        }
         Bench {
             lesson: lesson.name,
             title: title.to_string(),
@@ -110,7 +114,7 @@ impl Bench {
             python: !args.no_python,
             python_path: lesson.python,
             records: Vec::new(),
-            notes: Vec::new(),
+            notes,
         }
     }
 
@@ -132,11 +136,15 @@ impl Bench {
         eprint!("measuring {:<36}", case.name);
         let _ = std::io::stderr().flush();
         multiproc::proc::line_open(true); // an error meanwhile starts on a line of its own
+        // Under --trace, each run is a phase of the timeline, named by its case.
+        let phase = |run: &str| multiproc::trace::span("phase", || format!("{}, {run}", case.name));
         if !self.quick {
+            let _warm_up = phase("warm-up");
             one_run()?; // warm-up: caches, page faults, lazy binding; not counted
         }
         let mut times = Vec::with_capacity(self.runs);
-        for _ in 0..self.runs {
+        for run in 1..=self.runs {
+            let _run = phase(&format!("run {run}"));
             times.push(one_run()?.as_secs_f64());
         }
         let record = Record {
