@@ -217,7 +217,8 @@ fn ctrl_c(lesson: &str) -> Result<(), Failed> {
 /// message received has its arrow, from inside a span that sent it. With
 /// worker 1 killed mid-run (where the lesson injects faults), the same holds, and the spans
 /// the killed worker left open are ended as "killed": what it wrote before it died is there.
-/// spawn-join's child started by exec is in its trace too.
+/// spawn-join's child started by exec is in its trace too. Each of the book's timelines of
+/// the lesson finds its part in such a run.
 fn trace(lesson: &str) -> Result<(), Failed> {
     let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("trace-{lesson}.json"));
     let path = file.to_string_lossy();
@@ -228,6 +229,32 @@ fn trace(lesson: &str) -> Result<(), Failed> {
         format!("with --trace the lesson should run as without: {}", traced.describe())
     })?;
     check_trace(&file, false)?;
+    // The book's timelines of this lesson (`cargo xtask timelines`) find their parts in a run
+    // like this one (a --measure one at --quick sizes, for a timeline of a measured case).
+    for scenario in forklore::TIMELINES.iter().filter(|s| s.lesson == lesson) {
+        let measured = file.with_extension("measure.json");
+        let document = if scenario.args.is_empty() {
+            fs::read_to_string(&file)?
+        } else {
+            let path = measured.to_string_lossy();
+            let args: Vec<&str> =
+                scenario.args.iter().copied().chain(["--quick", "--trace", &path]).collect();
+            let traced = run(&binary(lesson), &args, &[], Ending::Natural);
+            check(traced.status.success() && traced.leftovers.is_empty(), || {
+                format!("--measure with --trace should run as without: {}", traced.describe())
+            })?;
+            check_trace(&measured, false)?;
+            fs::read_to_string(&measured)?
+        };
+        let _ = fs::remove_file(&measured);
+        let document: serde_json::Value = serde_json::from_str(&document)?;
+        let part = forklore::timeline::window(&document, scenario.window)
+            .map_err(|e| format!("timeline {}: {e}", scenario.name))?;
+        let timeline = forklore::timeline::from_trace(&document, part, "")?;
+        check(timeline.tracks.len() >= 2, || {
+            format!("timeline {}: {} tracks, not a parent and a child", scenario.name, timeline.tracks.len())
+        })?;
+    }
     if lesson == "spawn-join" {
         // Its child started by exec (spawn_self) joins the trace through FORKLORE_TRACE.
         let text = fs::read_to_string(&file)?;

@@ -12,7 +12,9 @@
 //! the lesson ends, [`finish`] (in the parent) turns the lines into one JSON document,
 //! closes the spans a killed process left open, at the moment its end was seen, and draws
 //! the arrows: a send and a receive carry a fingerprint of the message (the wire format is
-//! not changed), and the k-th send of a fingerprint pairs with its k-th receive.
+//! not changed), and the k-th send of a fingerprint pairs with its k-th receive. (Messages
+//! with the same bytes on different channels, a pool's empty sentinels say, may pair
+//! crosswise: each arrow still goes from a send of those bytes to a receive of them.)
 //!
 //! Off (the default), each trace point costs one look at a `OnceLock`: nothing is formatted
 //! or written.

@@ -136,15 +136,21 @@ impl Bench {
         eprint!("measuring {:<36}", case.name);
         let _ = std::io::stderr().flush();
         multiproc::proc::line_open(true); // an error meanwhile starts on a line of its own
-        // Under --trace, each run is a phase of the timeline, named by its case.
-        let phase = |run: &str| multiproc::trace::span("phase", || format!("{}, {run}", case.name));
+        // Under --trace, each run is a phase of the timeline, named by its case and run.
+        let phase = |run: usize| {
+            let name = &case.name;
+            multiproc::trace::span("phase", move || match run {
+                0 => format!("{name}, warm-up"),
+                run => format!("{name}, run {run}"),
+            })
+        };
         if !self.quick {
-            let _warm_up = phase("warm-up");
+            let _warm_up = phase(0);
             one_run()?; // warm-up: caches, page faults, lazy binding; not counted
         }
         let mut times = Vec::with_capacity(self.runs);
         for run in 1..=self.runs {
-            let _run = phase(&format!("run {run}"));
+            let _run = phase(run);
             times.push(one_run()?.as_secs_f64());
         }
         let record = Record {
