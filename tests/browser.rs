@@ -133,6 +133,12 @@ impl Browsers {
         }
         let profile = scratch().join(format!("profile-{width}"));
         let _ = std::fs::remove_dir_all(&profile);
+        // Chromium makes a folder in TMPDIR for its singleton socket and leaves it when it is
+        // ended: give it one in the test's own folder, or every run leaves three in /tmp.
+        let tmp = scratch().join(format!("tmp-{width}"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("create {}: {e}", tmp.display()))?;
+        let envs = std::collections::HashMap::from([("TMPDIR".to_string(), tmp.display().to_string())]);
         let quiet =
             [std::ffi::OsStr::new("--disable-crash-reporter"), std::ffi::OsStr::new("--disable-breakpad")];
         let options = LaunchOptions::default_builder()
@@ -141,6 +147,7 @@ impl Browsers {
             .sandbox(false) // as root in a container, Chromium's sandbox cannot start
             .window_size(Some((width, 900)))
             .user_data_dir(Some(profile))
+            .process_envs(Some(envs))
             .args(quiet.to_vec())
             .idle_browser_timeout(Duration::from_secs(600))
             .build()

@@ -2,9 +2,11 @@
 //!
 //! - `cargo xtask book`: build the book into book/build with mdBook's own library, so
 //!   nothing needs installing; open book/build/index.html.
-//! - `cargo xtask measure [LESSON...] [--runs N]`: run every lesson's (or the named ones')
-//!   `--measure --json` in release mode on this machine, and write its records and its
-//!   table and its chart (SVG), stamped with machine and date, under book/src/measured/.
+//! - `cargo xtask measure [LESSON...] [--runs N] [--busy-ok]`: run every lesson's (or the
+//!   named ones') `--measure --json` in release mode on this machine, and write its records
+//!   and its table and its chart (SVG), stamped with machine, date and how busy the machine
+//!   was, under book/src/measured/. A lesson measured while other processes kept the machine
+//!   busy (plumbing::busy) is not written, unless `--busy-ok`.
 //! - `cargo xtask tables`: write each measured table again from its records, as `measure`
 //!   would, keeping the stamp (machine and date) of the run that measured them: for a change
 //!   of the tables' layout, which changes no number.
@@ -25,7 +27,7 @@ use plumbing::measure::parse_records;
 
 const USAGE: &str = "\
 Usage: cargo xtask book
-       cargo xtask measure [LESSON...] [--runs N]
+       cargo xtask measure [LESSON...] [--runs N] [--busy-ok]
        cargo xtask tables
        cargo xtask timelines
        cargo xtask exercises
@@ -33,7 +35,8 @@ Usage: cargo xtask book
 
   book      build the book into book/build (open book/build/index.html)
   measure   re-measure lessons in release mode on this machine and regenerate their
-            tables under book/src/measured/ (all lessons unless some are named)
+            tables under book/src/measured/ (all lessons unless some are named); a
+            lesson measured on a busy machine is not written, unless --busy-ok
   tables    write the measured tables again from their records (a new layout, the same numbers)
   timelines trace a run of the lessons the book draws as timelines, and draw them again
   exercises write the book's exercise sections and solutions pages from the manifests
@@ -74,8 +77,10 @@ fn run() -> Result<(), Problem> {
     };
     let mut lessons = Vec::new();
     let mut runs = None;
+    let mut busy_ok = false;
     while let Some(arg) = parser.next().map_err(usage)? {
         match arg {
+            Long("busy-ok") if command == "measure" => busy_ok = true,
             Long("runs") if command == "measure" => {
                 runs = Some(parser.value().map_err(usage)?.string().map_err(usage)?)
             }
@@ -87,7 +92,7 @@ fn run() -> Result<(), Problem> {
     }
     match command.as_str() {
         "book" => book(),
-        "measure" => measure(lessons, runs),
+        "measure" => measure(lessons, runs, busy_ok),
         "exercises" => exercises(),
         "tables" => tables(),
         "timelines" => timelines(),
@@ -269,7 +274,7 @@ impl std::io::Write for Tee {
     }
 }
 
-fn measure(mut lessons: Vec<String>, runs: Option<String>) -> Result<(), Problem> {
+fn measure(mut lessons: Vec<String>, runs: Option<String>, busy_ok: bool) -> Result<(), Problem> {
     let all = forklore::lessons();
     if lessons.is_empty() {
         lessons = all.clone();
@@ -290,6 +295,7 @@ fn measure(mut lessons: Vec<String>, runs: Option<String>) -> Result<(), Problem
         if let Some(runs) = &runs {
             command.args(["--runs", runs]);
         }
+        let watch = plumbing::busy::Watch::start();
         let output = command
             .stderr(Stdio::inherit())
             .output()
@@ -297,9 +303,16 @@ fn measure(mut lessons: Vec<String>, runs: Option<String>) -> Result<(), Problem
         if !output.status.success() {
             return Err(Problem::Failed(format!("{package} --measure --json failed: {}", output.status)));
         }
+        let busy = watch.end();
+        if busy.is_busy() && !busy_ok {
+            return Err(Problem::Failed(format!(
+                "{package} was measured on a busy machine ({busy}), so its table was not written: \
+                 measure again when the machine is idle, or pass --busy-ok to write it anyway"
+            )));
+        }
         let jsonl = String::from_utf8_lossy(&output.stdout);
         let records = parse_records(&jsonl).map_err(Problem::Failed)?;
-        let page = forklore::measured_page(lesson, &machine, &records);
+        let page = forklore::measured_page(lesson, &machine, &busy, &records);
         write(&forklore::measured(lesson, "jsonl"), &jsonl)?;
         write(&forklore::measured(lesson, "md"), &page)?;
         let (stamp, _) = forklore::split_measured_page(&page).expect("a page just made");

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::busy::{Watch, spread_warning};
 use crate::cli::{Args, Lesson};
 use crate::machine::Machine;
 
@@ -93,6 +94,8 @@ pub struct Bench {
     python_path: &'static str,
     records: Vec<Record>,
     notes: Vec<String>,
+    /// How busy the machine is while the cases run.
+    watch: Watch,
 }
 
 impl Bench {
@@ -115,6 +118,7 @@ impl Bench {
             python_path: lesson.python,
             records: Vec::new(),
             notes,
+            watch: Watch::start(),
         }
     }
 
@@ -167,6 +171,10 @@ impl Bench {
         };
         multiproc::proc::line_open(false);
         eprintln!(" {}/op", duration(record.per_op()));
+        if let Some(warning) = spread_warning(&record.case, record.min_s, record.max_s) {
+            eprintln!("{warning}");
+            self.notes.push(warning);
+        }
         self.push(record);
         Ok(())
     }
@@ -194,11 +202,17 @@ impl Bench {
         self.records.push(record);
     }
 
-    /// Print the table (unless `--json`), and return the records.
-    pub fn finish(self) -> Vec<Record> {
+    /// Print the table (unless `--json`), with how busy the machine was meanwhile and a
+    /// warning if it was too busy, and return the records.
+    pub fn finish(mut self) -> Vec<Record> {
+        let busy = self.watch.end();
+        if let Some(warning) = busy.warning() {
+            eprintln!("{warning}");
+            self.notes.push(warning);
+        }
         if !self.json {
             println!("{}: {}", self.lesson, self.title);
-            println!("measured on {}", Machine::detect());
+            println!("measured on {}; {busy}", Machine::detect());
             println!();
             print!("{}", text_table(&self.records));
             for note in &self.notes {
