@@ -91,9 +91,11 @@ impl ChildExit for anyhow::Result<()> {
 /// Refused, with an error and no fork, where the child could not be sound (see
 /// [`may_fork`]): while this process has other threads, or holds a guard or a part of
 /// shared memory.
+// ANCHOR: fork_child_signature
 pub fn fork_child<R: ChildExit>(work: impl FnOnce() -> R) -> anyhow::Result<Pid> {
     fork_named("child", work)
 }
+// ANCHOR_END: fork_child_signature
 
 /// [`fork_child`], with a name for the child (Python's `Process(name=...)`): what goes wrong
 /// with it is reported under that name.

@@ -46,11 +46,13 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     // ANCHOR: duplex
     println!("1. A duplex channel: one socketpair, both processes send and receive");
     // socketpair(AF_UNIX, SOCK_STREAM): two connected ends, each one readable and writable.
+    // ANCHOR: move_end
     let (mut parent_end, child_end) = UnixStream::pair().context("create a socketpair")?;
     // Close unused ends right after fork, in both processes: a reader sees EOF only once
     // every copy of the other end is closed, its own process's copy included. In the child,
     // fork_child_closing closes its copy of parent_end before the closure runs.
     let child = fork_child_closing([&mut parent_end], move || answer(child_end))?;
+    // ANCHOR_END: move_end
     // In the parent, the `move` closure was dropped when fork_child_closing returned, and
     // child_end with it: the parent's copy of the child's end is closed.
     for message in ["hello", "hey", "hru?", "END"] {

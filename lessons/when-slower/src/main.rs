@@ -69,11 +69,13 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     // ANCHOR: queue
     let mine = share(0, WORKERS, ITEMS).len(); // worker 0's share: as many as any worker's
     println!("2. {WORKERS} worker processes make up to {mine} items each and put every image on a Queue");
+    // ANCHOR: fork_workers
     let mut results = Queue::new()?; // made before the fork: every worker inherits its pipe
     let mut workers = Children::new("worker");
     for worker in 0..WORKERS {
         workers.fork(|| send_images(worker, WORKERS, ITEMS, PIXELS, &results))?;
     }
+    // ANCHOR_END: fork_workers
     results.close(); // the parent puts nothing: get sees EOF once every worker is gone
     let mut images = vec![0f32; ITEMS * PIXELS];
     let got = receive_images(&results, ITEMS, PIXELS, &mut images)?; // get before join
@@ -172,6 +174,7 @@ fn image_message<'a>(item: usize, image: &[f32], message: &'a mut Vec<u8>) -> &'
     message
 }
 
+// ANCHOR: get_loop
 /// The parent: get `items` images and copy each to its place. Returns how many came; fewer
 /// than `items` if every worker is gone first (join_all then says which one failed).
 fn receive_images(results: &Queue, items: usize, pixels: usize, images: &mut [f32]) -> anyhow::Result<usize> {
@@ -183,6 +186,7 @@ fn receive_images(results: &Queue, items: usize, pixels: usize, images: &mut [f3
     }
     Ok(got)
 }
+// ANCHOR_END: get_loop
 
 /// Copy one image message into its place: byte by byte, since a message's bytes need not be
 /// aligned for f32, but the place is (viewed as bytes, it always fits).
