@@ -26,6 +26,7 @@ fn main() {
         Trial::test("listings-are-flush-and-labelled", listings_are_flush_and_labelled),
         Trial::test("every-diagram-is-shown", every_diagram_is_shown),
         Trial::test("timelines-are-current-and-shown", timelines_are_current_and_shown),
+        Trial::test("chapters-open-with-their-rust", chapters_open_with_their_rust),
     ];
     for lesson in forklore::lessons() {
         trials.push(Trial::test(format!("measured-table::{lesson}"), move || measured_table(&lesson)));
@@ -400,6 +401,28 @@ fn timelines_are_current_and_shown() -> Result<(), Failed> {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         if !forklore::TIMELINES.iter().any(|s| s.name == stem) {
             problems.push(format!("{}: no timeline of `cargo xtask timelines`: remove it", path.display()));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
+}
+
+/// Every lesson's chapter opens, right under its title, with the box that names the Rust it
+/// uses for the first time, each item linking to a section of the primer (the browser test
+/// checks that each `#fragment` is a heading there).
+fn chapters_open_with_their_rust() -> Result<(), Failed> {
+    let link = Regex::new(r"\]\((rust-from-python\.md)?#?([^)]*)\)").unwrap();
+    let mut problems = Vec::new();
+    for lesson in forklore::lessons() {
+        let text = fs::read_to_string(book_src().join(format!("{lesson}.md")))?;
+        let first = text.lines().skip(1).find(|l| !l.trim().is_empty()).unwrap_or_default();
+        if !first.starts_with("> **Rust in this chapter**") {
+            problems.push(format!("{lesson}.md does not open with its \"Rust in this chapter\" box"));
+            continue;
+        }
+        let links: Vec<_> = link.captures_iter(first).collect();
+        let into_primer = links.iter().filter(|c| c.get(1).is_some() && !c[2].is_empty()).count();
+        if into_primer == 0 || links.iter().any(|c| c.get(1).is_none()) {
+            problems.push(format!("{lesson}.md: its box must link only into rust-from-python.md: {first}"));
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("\n").into()) }
