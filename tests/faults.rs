@@ -2,7 +2,8 @@
 //! tests: for every lesson, and every kind of child it starts (read from its source: each
 //! `Children::new("kind")` and `fork_named("kind", ...)`, `fork_child` for "child",
 //! `fork_chunks`/`fork_parts` and `Pool` for "worker"; not spawn-join's "victim", which
-//! the lesson kills itself, as Python's `p.kill()` does):
+//! the lesson kills itself, as Python's `p.kill()` does, nor its "forgotten", which the kit
+//! stops on purpose when the program that forgot it ends):
 //!
 //! - `kill::<lesson>::<kind>@<stage>/<mode>`: SIGKILL to the first child of that kind (its
 //!   number 0), in the default run (`demo`) and in `--measure --quick --no-python`
@@ -96,6 +97,7 @@ fn kinds(lesson: &str) -> BTreeSet<String> {
         kinds.insert("worker".into());
     }
     kinds.remove("victim"); // spawn-join kills its victims itself, and expects them killed
+    kinds.remove("forgotten"); // and its program that forgets a child has it stopped, on purpose
     kinds
 }
 

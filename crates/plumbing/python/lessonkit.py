@@ -48,6 +48,11 @@ def _die_with_parent(parent):
         os._exit(1)
 
 
+# For a program a twin starts with subprocess (not forked by multiprocessing): given its
+# parent's pid, it dies with that parent too.
+die_with_parent = _die_with_parent
+
+
 def _before_fork():
     global _FORKING_PARENT
     _FORKING_PARENT = os.getpid()

@@ -196,6 +196,7 @@ fn run_program(
     }
     let line = match (outcome, left) {
         (Ok(()), 0) => return process::ExitCode::SUCCESS,
+        (Ok(()), 1) => format!("{label}: left 1 child unreaped: stopped and reaped it"),
         (Ok(()), n) => format!("{label}: left {n} children unreaped: stopped and reaped them"),
         (Err(error), _) => {
             let mut line = format!("{label}: {error:#}");

@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 import pathlib
 import signal
+import subprocess
 import sys
 import time
 
@@ -22,6 +23,7 @@ ABOUT = "Start child processes and wait for them: start(), join(), is_alive(), e
 FLOOR = "fork+_exit+waitpid (floor)"
 SLEEPERS = 2  # children in section 5, which sleep at the same time
 NAP_MS = 500  # how long each of them sleeps
+FORGOTTEN_NAP_S = 1  # how long section 6's child, which nobody joins, sleeps
 
 
 # ANCHOR: targets
@@ -44,6 +46,15 @@ def give_up():
 
 def nap():
     time.sleep(NAP_MS / 1000)
+
+
+def forgotten_nap():
+    time.sleep(FORGOTTEN_NAP_S)
+
+
+def forget_a_child(daemon):
+    """Section 6's program: start a child that naps, and end without joining it."""
+    mp.get_context("fork").Process(target=forgotten_nap, daemon=daemon).start()
 # ANCHOR_END: targets
 
 
@@ -109,6 +120,22 @@ def demo():
     print(f"   all joined after {lessonkit.duration(took)}")  # about one nap: they slept at once
     # ANCHOR_END: two_sleepers
 
+    # ANCHOR: at_exit
+    print("6. the end of the program: a child nobody joined")
+    for daemon in (False, True):
+        # A fresh Python runs this file with --forget-a-child: forget_a_child, then its end.
+        mode = "daemon" if daemon else "plain"
+        start = time.perf_counter()
+        ended = subprocess.run([sys.executable, __file__, "--forget-a-child", mode, str(os.getpid())])
+        took = time.perf_counter() - start
+        print(f"   daemon={daemon}: the program exited with exitcode {ended.returncode} after {lessonkit.duration(took)}")
+        if daemon:
+            print("   it did not wait: at exit, Python terminates a daemon child")
+        else:
+            print(f"   it waited for its child's {FORGOTTEN_NAP_S} s nap: at exit, Python joins a child that is not a daemon")
+        assert (took >= FORGOTTEN_NAP_S) != daemon, f"daemon={daemon}, yet the program took {took:.2f} s"
+    # ANCHOR_END: at_exit
+
 
 # ANCHOR: measure
 def measure(args):
@@ -128,4 +155,8 @@ def measure(args):
 
 
 if __name__ == "__main__":
-    lessonkit.run(ABOUT, demo, measure)
+    if sys.argv[1:2] == ["--forget-a-child"]:
+        lessonkit.die_with_parent(int(sys.argv[3]))  # as every process of a twin does
+        forget_a_child(sys.argv[2] == "daemon")  # and then the end of the program
+    else:
+        lessonkit.run(ABOUT, demo, measure)

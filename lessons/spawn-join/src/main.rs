@@ -21,13 +21,16 @@ const LESSON: Lesson = Lesson {
     about: "Start child processes and wait for them, as Python's Process does with start(), join(), \
             is_alive() and exitcode: fork by hand, then with multiproc's helpers, then by running this \
             program again (the \"spawn\" start method); kill and terminate a child; read exit codes; \
-            and see two sleeping children finish together.",
+            see two sleeping children finish together; and see what becomes of a child nobody \
+            joined when the program ends.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/spawn_join.py"),
-    roles: &["greet", "noop"],
+    roles: &["greet", "noop", "forget-a-child"],
 };
 
 /// How long each child of section 5 sleeps.
 const NAP: Duration = Duration::from_millis(500);
+/// How long the child of section 6 that nobody joins would sleep.
+const FORGOTTEN_NAP: Duration = Duration::from_secs(10);
 
 /// The measured baseline: the bare system calls under every other case.
 const FLOOR: &str = "fork+_exit+waitpid (floor)";
@@ -146,6 +149,26 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     );
     println!("   both joined after {}", plumbing::measure::duration(took.as_secs_f64()));
     // ANCHOR_END: two_sleepers
+
+    // ANCHOR: at_exit
+    println!("6. the end of the program: a child nobody joined");
+    // A fresh copy of this program forks a child that would sleep 10 s, and returns from
+    // `lesson` without joining it (the role "forget-a-child", below).
+    let start = Instant::now();
+    let run = spawn_self(&["forget-a-child"])?.output().context("run this program as a child")?;
+    let (took, code) = (start.elapsed(), ExitCode::from(run.status));
+    let last_words = String::from_utf8_lossy(&run.stderr);
+    println!(
+        "   the program exited with exitcode {code} after {}",
+        plumbing::measure::duration(took.as_secs_f64())
+    );
+    println!("   it said: {}", last_words.trim());
+    ensure!(
+        code == ExitCode(1) && took < FORGOTTEN_NAP / 2,
+        "the program that forgot its child ended with exitcode {code} after {took:?}"
+    );
+    println!("   its child was stopped, not waited for: the kit treats a forgotten child as a bug");
+    // ANCHOR_END: at_exit
     Ok(())
 }
 
@@ -175,6 +198,13 @@ fn child(role: &[String]) -> anyhow::Result<()> {
     match role.as_slice() {
         ["greet", name] => greet(name).context("print the greeting"),
         ["noop"] => Ok(()),
+        ["forget-a-child"] => {
+            fork_named("forgotten", || {
+                std::thread::sleep(FORGOTTEN_NAP);
+                0
+            })?;
+            Ok(()) // and no join: the kit stops the child, and says so
+        }
         _ => anyhow::bail!("unknown child role {role:?}"),
     }
 }
