@@ -256,8 +256,10 @@ pub fn finish() -> anyhow::Result<()> {
 
 /// The arrows: for each fingerprint, its sends and its receives in time order, the k-th
 /// send to the k-th receive (a message never received, its sender killed say, has none).
-/// Each is a flow start just inside the sending span and a flow end just inside the
-/// receiving one (`"bp": "e"`: bound to the span around it).
+/// Each is a flow start where the sending span begins (so it is inside it even when the
+/// sender was killed mid-send, and its span ended where it began) and a flow end just inside
+/// the receiving one (`"bp": "e"`: bound to the span around it; a receive that got its
+/// message always ended normally).
 fn flows(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
     type Ends = std::collections::BTreeMap<String, Vec<(f64, i64, i64)>>;
     let (mut sent, mut got) = (Ends::new(), Ends::new());
@@ -282,7 +284,7 @@ fn flows(events: &[serde_json::Value]) -> Vec<serde_json::Value> {
         for (&(from, spid, stid), &(to, rpid, rtid)) in sends.iter().zip(receives.iter()) {
             let id = flows.len() / 2;
             flows.push(serde_json::json!({
-                "ph": "s", "id": id, "cat": "message", "name": "message", "ts": from + 0.001, "pid": spid, "tid": stid,
+                "ph": "s", "id": id, "cat": "message", "name": "message", "ts": from, "pid": spid, "tid": stid,
             }));
             flows.push(serde_json::json!({
                 "ph": "f", "bp": "e", "id": id, "cat": "message", "name": "message", "ts": to - 0.001, "pid": rpid, "tid": rtid,

@@ -117,6 +117,23 @@ def server_dies():
 # ANCHOR_END: dies
 
 
+# ANCHOR: nested
+def nested():
+    print("7. The nested-mutation trap: a list inside a managed dict")
+    with Manager() as manager:
+        scores = manager.dict()
+        scores["history"] = []
+        scores["history"].append(1)  # appends to the copy that scores["history"] returned
+        print(f"   after scores['history'].append(1): {scores['history']}")
+        history = scores["history"]  # a copy, in this process
+        history.append(1)
+        scores["history"] = history  # one request: the server's value is replaced
+        print(f"   after getting it, appending and setting it back: {scores['history']}")
+        server = manager._process
+    print(f"   joined the server, pid {server.pid}: exitcode {server.exitcode}")
+# ANCHOR_END: nested
+
+
 # ANCHOR: measure
 def measure(args):
     bench = lessonkit.Bench("manager-proxy", args)
@@ -162,6 +179,7 @@ def demo():
     print(f"   joined the server, pid {server.pid}: exitcode {server.exitcode}")
     # ANCHOR_END: shutdown
     server_dies()
+    nested()
 
 
 if __name__ == "__main__":

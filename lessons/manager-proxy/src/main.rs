@@ -158,6 +158,23 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let server = doomed.server;
     println!("   joined the server, pid {server}: exitcode {}", doomed.shutdown()?);
     // ANCHOR_END: dies
+
+    // ANCHOR: copies
+    println!("7. What a proxy returns is a copy of its own: changing it changes nothing in the server");
+    let manager = Manager::start(&seeds, 1)?;
+    let proxy = manager.proxy(0);
+    let mut records: Vec<Record> = proxy.snapshot()?; // the server's list, copied into ours
+    records.push(("Nobody".to_string(), 0));
+    println!("   pushed a record onto the snapshot: {} here, {} in the server", records.len(), proxy.len()?);
+    proxy.set("round", 1)?;
+    let mut round: i64 = proxy.get("round")?.context("round was just set")?;
+    round += 1;
+    println!("   round += 1 on what get returned: {round} here, {:?} in the server", proxy.get("round")?);
+    proxy.set("round", round)?; // a request: the only way to change the server's value
+    println!("   after set(\"round\", {round}): {:?} in the server", proxy.get("round")?);
+    let server = manager.server;
+    println!("   joined the server, pid {server}: exitcode {}", manager.shutdown()?);
+    // ANCHOR_END: copies
     Ok(())
 }
 

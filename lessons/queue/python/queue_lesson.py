@@ -4,7 +4,8 @@ multiprocessing.Queue is a pipe, a lock for readers and a lock for writers, and 
 thread in each process that puts: put() appends the object to a buffer and returns, and the
 thread pickles it and writes it into the pipe in the background. This program shows three
 producers and two consumers stopped by sentinels, the hang when a parent joins a child
-before getting what it put, and a bounded queue holding back a fast producer.
+before getting what it put, a bounded queue holding back a fast producer, and empty(),
+which tells what is in the queue at one moment and nothing about what is still to come.
 
 (Not named queue.py: that would shadow Python's own queue module, which multiprocessing uses.)
 
@@ -37,6 +38,8 @@ BOUNDED_ITEMS = 20
 SETTLE_MS = 100  # how long section 3 gives the child to put more than MAXSIZE items
 WORKERS = 4
 SMALL = 64  # bytes in a small message, for --measure
+SQUARES = [1, 2, 3, 4]  # section 4's input
+WORK_MS = 300  # how long section 4's producer works before its first put
 
 
 # ANCHOR: many
@@ -126,6 +129,36 @@ def bounded():
 # ANCHOR_END: bounded
 
 
+# ANCHOR: empty
+def square_list(numbers, q, sentinel):
+    time.sleep(WORK_MS / 1000)  # a moment of work before the first result
+    for n in numbers:
+        q.put(n * n)
+    if sentinel:
+        q.put(None)  # "no more": one sentinel for the one consumer
+
+
+def empty_is_a_moment():
+    print("4. empty() is a moment, not an end: get while not q.empty(), as a tutorial does")
+    q = Queue()
+    producer = Process(target=square_list, args=(SQUARES, q, False))
+    producer.start()
+    got = []
+    while not q.empty():  # True at once: the producer has not put anything yet
+        got.append(q.get())
+    print(f"   while not q.empty(): got {got}")
+    producer.join()  # its few small items fit in the pipe, so it can end before a get
+    later = [q.get() for _ in SQUARES]
+    print(f"   then the producer put {later}, which that loop never saw")
+    q = Queue()
+    producer = Process(target=square_list, args=(SQUARES, q, True))
+    producer.start()
+    got = list(iter(q.get, None))  # get until the sentinel
+    producer.join()
+    print(f"   with a sentinel: got {got}, all of them")
+# ANCHOR_END: empty
+
+
 # ANCHOR: measure
 def put_many(q, count, message):
     for _ in range(count):
@@ -185,6 +218,7 @@ def demo():
     many()
     join_before_get()
     bounded()
+    empty_is_a_moment()
 
 
 if __name__ == "__main__":

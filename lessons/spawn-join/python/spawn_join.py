@@ -128,11 +128,13 @@ def demo():
         start = time.perf_counter()
         ended = subprocess.run([sys.executable, __file__, "--forget-a-child", mode, str(os.getpid())])
         took = time.perf_counter() - start
-        print(f"   daemon={daemon}: the program exited with exitcode {ended.returncode} after {lessonkit.duration(took)}")
+        after = lessonkit.duration(took)
+        print(f"   daemon={daemon}: the program exited with exitcode {ended.returncode} after {after}")
         if daemon:
             print("   it did not wait: at exit, Python terminates a daemon child")
         else:
-            print(f"   it waited for its child's {FORGOTTEN_NAP_S} s nap: at exit, Python joins a child that is not a daemon")
+            its_nap = f"its child's {FORGOTTEN_NAP_S} s nap"
+            print(f"   it waited for {its_nap}: at exit, Python joins a child that is not a daemon")
         assert (took >= FORGOTTEN_NAP_S) != daemon, f"daemon={daemon}, yet the program took {took:.2f} s"
     # ANCHOR_END: at_exit
 
