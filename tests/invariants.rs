@@ -102,12 +102,13 @@ fn queue() {
 fn manager_proxy() {
     let out = default_run("manager-proxy");
     // The server joined in section 5 is the one started in section 1; the killed one is
-    // section 6's own, and no client is a server.
+    // section 6's own, section 7 joins its own fresh one, and no client is a server.
     let started = pids(&out, r"started the server, pid (\d+)");
     let doomed = pids(&out, r"a new server, pid (\d+)");
+    let fresh = pids(&out, r"a fresh server, pid (\d+)");
     let joined = pids(&out, r"joined the server, pid (\d+)");
-    assert_eq!(joined, [started[0], doomed[0]], "{out}");
-    assert_ne!(started[0], doomed[0], "{out}");
+    assert_eq!(joined, [started[0], doomed[0], fresh[0]], "{out}");
+    assert!(started[0] != doomed[0] && doomed[0] != fresh[0] && started[0] != fresh[0], "{out}");
     let mut clients = pids(&out, r"joined the (?:appending child|printing child|child), pid (\d+)");
     clients.sort();
     clients.dedup();

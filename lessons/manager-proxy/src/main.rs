@@ -162,6 +162,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     // ANCHOR: copies
     println!("7. What a proxy returns is a copy of its own: changing it changes nothing in the server");
     let manager = Manager::start(&seeds, 1)?;
+    println!("   a fresh server, pid {}", manager.server);
     let proxy = manager.proxy(0);
     let mut records: Vec<Record> = proxy.snapshot()?; // the server's list, copied into ours
     records.push(("Nobody".to_string(), 0));
