@@ -134,16 +134,19 @@ pub fn window(trace: &serde_json::Value, window: Window) -> Result<(f64, f64), S
         Window::Lives(names, nth) => {
             let mut from_to = (f64::INFINITY, 0.0_f64);
             for name in names {
-                let life = lives
-                    .values()
-                    .filter(|l| l.name == *name)
-                    .nth(nth.saturating_sub(1))
+                // The nth to start (pids may wrap around: not the nth pid).
+                let mut named: Vec<(&i64, &Life)> = lives.iter().filter(|(_, l)| l.name == *name).collect();
+                named.sort_by(|a, b| {
+                    a.1.from().unwrap_or(f64::INFINITY).total_cmp(&b.1.from().unwrap_or(f64::INFINITY))
+                });
+                let &(&pid, life) = named
+                    .get(nth.saturating_sub(1))
                     .ok_or(format!("no process number {nth} named {name:?} in the trace"))?;
                 let (Some(from), Some(to)) = (life.from(), life.exited) else {
                     return Err(format!("{name:?} has no start or exit in the trace"));
                 };
                 from_to = (from_to.0.min(from), from_to.1.max(to));
-                makers.extend(lives.iter().filter(|(_, l)| std::ptr::eq(*l, life)).map(|(pid, _)| *pid));
+                makers.push(pid);
             }
             from_to
         }
@@ -318,7 +321,7 @@ fn colour(kind: &str) -> &'static str {
 }
 
 /// A readable time: `850 µs`, `12.5 ms`, `1.20 s`.
-pub fn time(us: f64) -> String {
+fn time(us: f64) -> String {
     match us {
         u if u < 1e3 => format!("{u:.0} µs"),
         u if u < 1e6 => format!("{:.1} ms", u / 1e3),

@@ -188,7 +188,7 @@ fn timelines() -> Result<(), Problem> {
                 scenario.name,
                 timeline.tracks.len(),
                 timeline.messages,
-                forklore::timeline::time(timeline.duration_us)
+                plumbing::measure::duration(timeline.duration_us / 1e6)
             );
         }
     }
