@@ -179,6 +179,43 @@ impl Bench {
         Ok(())
     }
 
+    /// A row the lesson's cost model predicts instead of measuring: `model` computes seconds
+    /// per operation from the rows measured so far, each read through the function it is
+    /// given (a case's name in, its seconds per operation out). It is called three times:
+    /// with every row's median, fastest and slowest run, for the prediction and its range.
+    pub fn predict(
+        &mut self,
+        case: Case,
+        model: impl Fn(&dyn Fn(&str) -> anyhow::Result<f64>) -> anyhow::Result<f64>,
+    ) -> anyhow::Result<()> {
+        let records = &self.records;
+        let at = |seconds: fn(&Record) -> f64| {
+            model(&|name: &str| {
+                let row = records.iter().find(|r| r.case == name && r.implementation == "rust");
+                let row = row.ok_or_else(|| anyhow::anyhow!("the model needs {name:?}, not measured yet"))?;
+                Ok(seconds(row) / row.ops as f64)
+            })
+        };
+        let per_op = [at(|r| r.median_s)?, at(|r| r.min_s)?, at(|r| r.max_s)?];
+        let [median_s, min_s, max_s] = per_op.map(|s| s * case.ops as f64);
+        anyhow::ensure!(min_s <= median_s && median_s <= max_s, "{}: the model is not monotonic", case.name);
+        eprintln!("predicted {:<35} {}/op", case.name, duration(median_s / case.ops as f64));
+        let record = Record {
+            lesson: self.lesson.to_string(),
+            case: case.name,
+            implementation: "rust".to_string(),
+            runs: self.runs,
+            median_s,
+            min_s,
+            max_s,
+            baseline: case.baseline,
+            ops: case.ops,
+            bytes: case.bytes,
+        };
+        self.push(record);
+        Ok(())
+    }
+
     /// Run the lesson's Python program in measure mode and add its cases, or say why not.
     pub fn python(&mut self) -> anyhow::Result<()> {
         if !self.python {
