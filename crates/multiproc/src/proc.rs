@@ -170,7 +170,17 @@ pub fn may_fork() -> anyhow::Result<()> {
         "cannot fork while this process holds a guard (or a part) of shared memory: the child would \
          get a copy, and two processes would use it; drop the guard before forking"
     );
-    let threads = thread_count().context("count this process's threads (/proc/self/stat)")?;
+    // A thread just joined has returned its result, but may not have left the kernel's count
+    // yet (its last steps of exit come after the join's wake-up): look again, for a moment,
+    // before refusing. A thread that is still running is refused after those looks.
+    let mut threads = thread_count().context("count this process's threads (/proc/self/stat)")?;
+    for _ in 0..JOINED_THREAD_LOOKS {
+        if threads == 1 {
+            break;
+        }
+        std::thread::yield_now();
+        threads = thread_count().context("count this process's threads (/proc/self/stat)")?;
+    }
     anyhow::ensure!(
         threads == 1,
         "cannot fork: this process has {threads} threads, and a child would hold only a copy of one, \
@@ -178,6 +188,10 @@ pub fn may_fork() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// How many times [`may_fork`] looks again at a count of threads above one (each look a
+/// read of /proc/self/stat, some microseconds) before it refuses.
+const JOINED_THREAD_LOOKS: usize = 1000;
 
 /// How many threads this process has: field 20 of /proc/self/stat.
 pub fn thread_count() -> anyhow::Result<usize> {

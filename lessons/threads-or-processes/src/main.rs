@@ -114,7 +114,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let kib = ITEM_WORDS * size_of::<u32>() / 1024;
     println!("3. Big results: {BIG_ITEMS} items of {kib} KiB each, made by {WORKERS} workers");
     let mut results = vec![1u32; BIG_ITEMS * ITEM_WORDS]; // written, so its pages exist
-    let alone = timed(|| Ok(big_loop(&mut results)))?;
+    let alone = timed(|| big_loop(&mut results))?;
     let made = digest(&results);
     println!("   the loop made them in {}", varies(ms(alone)));
     results.fill(0);
@@ -306,13 +306,14 @@ fn with_processes(items: u64, workers: u64) -> anyhow::Result<u64> {
             sums.put(&part_sum(share(worker, workers, items)).to_le_bytes())
         })?;
     }
-    sums.close();
-    let mut total = 0;
-    for _ in 0..workers {
-        let message = sums.get()?.context("a worker ended without its sum")?;
+    sums.close(); // get returns None once every worker is gone
+    let (mut total, mut got) = (0, 0);
+    while let Some(message) = sums.get()? {
         total += u64::from_le_bytes(message[..].try_into()?);
+        got += 1;
     }
-    children.join_all()?;
+    children.join_all()?; // names a worker that failed
+    ensure!(got == workers, "{got} sums from {workers} workers");
     Ok(total)
 }
 // ANCHOR_END: split
@@ -332,8 +333,10 @@ fn fill(item: usize, out: &mut [u32]) {
     }
 }
 
-fn big_loop(results: &mut [u32]) {
+/// One thread: every item in turn. (A Result, as the other ways return.)
+fn big_loop(results: &mut [u32]) -> anyhow::Result<()> {
     results.chunks_mut(ITEM_WORDS).enumerate().for_each(|(item, out)| fill(item, out));
+    Ok(())
 }
 
 /// Threads: each gets its own `&mut` half of the one Vec; the compiler proves they cannot
@@ -369,16 +372,19 @@ fn big_queue(results: &mut [u32]) -> anyhow::Result<()> {
             Ok(())
         })?;
     }
-    queue.close();
-    for _ in 0..BIG_ITEMS {
-        let message = queue.get()?.context("a worker ended early")?;
+    queue.close(); // get returns None once every worker is gone
+    let mut got = 0;
+    while let Some(message) = queue.get()? {
+        got += 1;
         let item = u32::from_le_bytes(message[..4].try_into()?) as usize;
         let place = results.get_mut(item * ITEM_WORDS..(item + 1) * ITEM_WORDS).context("no such item")?;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(place);
         ensure!(message.len() == 4 + bytes.len(), "a message of {} bytes", message.len());
         bytes.copy_from_slice(&message[4..]);
     }
-    children.join_all()
+    children.join_all()?; // names a worker that failed
+    ensure!(got == BIG_ITEMS, "{got} results of {BIG_ITEMS}");
+    Ok(())
 }
 
 /// Processes with shared memory made before the fork: each writes its half in place.
@@ -450,16 +456,13 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.run(cpu("CPU job: 2 processes (fork)"), || checked(with_processes(items, WORKERS)?, expected))?;
 
     let mut results = vec![0u32; BIG_ITEMS * ITEM_WORDS];
-    big_loop(&mut results);
+    big_loop(&mut results)?;
     let expected_digest = digest(&results);
     let bytes = (results.len() * size_of::<u32>()) as u64;
     let big = |name: &str| Case::new(name).ops(BIG_ITEMS as u64).vs(BIG_LOOP);
     let mut shared = Array::<u32>::new(results.len())?;
     bench.run_timed(Case::new(BIG_LOOP).ops(BIG_ITEMS as u64), || {
-        timed_digest(&mut results, expected_digest, |r| {
-            big_loop(r);
-            Ok(())
-        })
+        timed_digest(&mut results, expected_digest, big_loop)
     })?;
     bench.run_timed(big("big results: 2 threads write in place"), || {
         timed_digest(&mut results, expected_digest, big_threads)
