@@ -1,13 +1,14 @@
 //! lesson-when-slower: why is my multiprocessing slower than one process? A cost model.
 //!
 //! A job of items, each a few milliseconds of arithmetic making a large result (an image),
-//! as Python's `Pool(2).map(make, range(n))` runs it. The demo makes 8 small items in one
+//! as Python's `Pool(2).map(make, range(n))` runs it. The demo makes 16 items in one
 //! process, then in two workers that put their results on a Queue, then in two workers that
-//! write them straight into shared memory, and checks that all three agree. `--measure`
-//! times the same job at full size: one process, a pool, workers with a Queue, shared
-//! memory, results cut down to checksums, 2 and 4 workers; beside the cost model's own
-//! parameters (start a process, send a small message, move 1 MiB, compute one item) and
-//! beside Python.
+//! write them straight into shared memory, then in a pool of two, checks that all four
+//! agree, and times each against the loop (in about a second). `--measure` times the same
+//! job with more items: one process, a pool, workers with a Queue, shared memory, results
+//! cut down to checksums, 2 and 4 workers; beside the cost model's own parameters (start a
+//! process, send a small message, move 1 MiB, move one result, compute one item), the
+//! model's predictions, and Python.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -17,25 +18,28 @@ use multiproc::proc::{Children, fork_child, join_all};
 use multiproc::queue::Queue;
 use multiproc::shm::Array;
 use plumbing::fault;
+use plumbing::varies::varies;
 use plumbing::{Args, Bench, Case, Lesson};
 
 const LESSON: Lesson = Lesson {
     name: "when-slower",
     about: "Why is my multiprocessing slower than one process? A job of items, each a few \
             milliseconds of arithmetic making a large result (an image), made in one process, by \
-            two workers that put their results on a Queue, and by two workers that write them \
-            straight into shared memory; the checksums agree. --measure times the job at full \
-            size (a pool, workers with a Queue, shared memory, checksums only, 2 and 4 workers) \
-            beside the cost model's parameters (start a process, a small message, move 1 MiB, \
-            compute one item) and beside Python.",
+            two workers that put their results on a Queue, by two workers that write them \
+            straight into shared memory, and by a pool of two; the checksums agree, and each is \
+            timed against the loop. --measure times the job with more items (a pool, workers \
+            with a Queue, shared memory, checksums only, 2 and 4 workers) beside the cost \
+            model's parameters (start a process, a small message, move 1 MiB, move one result, \
+            compute one item), its predictions, and Python.",
     python: concat!(env!("CARGO_MANIFEST_DIR"), "/python/when_slower.py"),
     roles: &[],
 };
 
-/// The demo's job: items, and each item's image: CHANNELS x SIDE x SIDE f32 pixels.
-const ITEMS: usize = 8;
+/// The demo's job: items, and each item's image: CHANNELS x SIDE x SIDE f32 pixels (3 MiB,
+/// the size `--measure` uses too; fewer items).
+const ITEMS: usize = 16;
 const CHANNELS: usize = 3;
-const SIDE: usize = 64;
+const SIDE: usize = 512;
 const PIXELS: usize = CHANNELS * SIDE * SIDE;
 /// Worker processes in sections 2 and 3, numbered from 0.
 const WORKERS: usize = 2;
@@ -58,17 +62,21 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     println!(
         "1. The job: {ITEMS} items, each an image of {CHANNELS}x{SIDE}x{SIDE} f32 ({kib} KiB), made in this process"
     );
-    let mut images = vec![0f32; ITEMS * PIXELS];
+    let mut images = vec![1f32; ITEMS * PIXELS]; // written, so its pages exist before the clock starts
+    let start = Instant::now();
     for (item, image) in images.chunks_mut(PIXELS).enumerate() {
         make(item, image);
     }
+    let alone = start.elapsed();
     let expected = checksum(&images, PIXELS);
-    println!("   made {ITEMS} items; checksum {expected:#018x}");
+    println!("   made {ITEMS} items in {}; checksum {expected:#018x}", varies(ms(alone)));
     // ANCHOR_END: serial
 
     // ANCHOR: queue
     let mine = share(0, WORKERS, ITEMS).len(); // worker 0's share: as many as any worker's
     println!("2. {WORKERS} worker processes make up to {mine} items each and put every image on a Queue");
+    images.fill(0.0);
+    let start = Instant::now();
     // ANCHOR: fork_workers
     let mut results = Queue::new()?; // made before the fork: every worker inherits its pipe
     let mut workers = Children::new("worker");
@@ -77,31 +85,67 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     }
     // ANCHOR_END: fork_workers
     results.close(); // the parent puts nothing: get sees EOF once every worker is gone
-    let mut images = vec![0f32; ITEMS * PIXELS];
     let got = receive_images(&results, ITEMS, PIXELS, &mut images)?; // get before join
     workers.join_all()?;
+    let queued = start.elapsed();
     ensure!(got == ITEMS, "got {got} of {ITEMS} images");
     println!("   the parent got {got} images ({} KiB through the pipe) and joined the workers", got * kib);
     let sum = checksum(&images, PIXELS);
     println!("   checksum {sum:#018x}, the same as one process's: {}", sum == expected);
     ensure!(sum == expected, "the images that came through the queue differ");
+    println!("   in {}: {} the loop's time", varies(ms(queued)), varies(times(queued, alone)));
     // ANCHOR_END: queue
 
     // ANCHOR: shm
     println!("3. {WORKERS} worker processes write their images straight into shared memory");
     // Made before the fork, mapped MAP_SHARED: the workers write into the pages the parent reads.
-    let mut images = Array::<f32>::new(ITEMS * PIXELS)?;
+    let mut shared = Array::<f32>::new(ITEMS * PIXELS)?;
+    shared.lock()?.fill(0.0); // as in section 1: the pages exist before the clock starts
+    let start = Instant::now();
     let per_worker = ITEMS.div_ceil(WORKERS);
     // Each worker gets its own part, `&mut`: item i lives at offset i x the image's size.
-    images.fork_chunks(per_worker * PIXELS, |worker, part| {
+    shared.fork_chunks(per_worker * PIXELS, |worker, part| {
         write_images(worker, worker * per_worker, part, PIXELS)
     })?;
+    let in_place = start.elapsed();
     println!("   joined the workers: {ITEMS} images ({} KiB) in place, 0 bytes through a pipe", ITEMS * kib);
-    let sum = checksum(&images.lock()?, PIXELS);
+    let sum = checksum(&shared.lock()?, PIXELS);
     println!("   checksum {sum:#018x}, the same as one process's: {}", sum == expected);
     ensure!(sum == expected, "the images in shared memory differ");
+    println!("   in {}: {} the loop's time", varies(ms(in_place)), varies(times(in_place, alone)));
     // ANCHOR_END: shm
+
+    // ANCHOR: demo_pool
+    println!(
+        "4. A pool of {WORKERS} worker processes, as Python's Pool({WORKERS}).map: a task out, an image back"
+    );
+    images.fill(0.0);
+    let start = Instant::now();
+    pool_map(WORKERS, PIXELS, &mut images)?;
+    let pooled = start.elapsed();
+    let sum = checksum(&images, PIXELS);
+    println!("   checksum {sum:#018x}, the same as one process's: {}", sum == expected);
+    ensure!(sum == expected, "the images that came through the pool differ");
+    println!("   in {}: {} the loop's time", varies(ms(pooled)), varies(times(pooled, alone)));
+    let slower = |time: Duration| varies(if time > alone { "slower" } else { "faster" });
+    println!(
+        "   against the loop, on this machine: the pool {}, the Queue {}, shared memory {}",
+        slower(pooled),
+        slower(queued),
+        slower(in_place)
+    );
+    // ANCHOR_END: demo_pool
     Ok(())
+}
+
+/// A time in milliseconds, as the demo prints it.
+fn ms(time: Duration) -> String {
+    format!("{:.1} ms", time.as_secs_f64() * 1e3)
+}
+
+/// How many times the loop's time `time` took: "2.61x".
+fn times(time: Duration, loop_time: Duration) -> String {
+    format!("{:.2}x", time.as_secs_f64() / loop_time.as_secs_f64())
 }
 
 // ANCHOR: make
@@ -220,6 +264,7 @@ const START: &str = "model: start one process";
 const MESSAGE: &str = "model: small message round trip";
 const MOVE: &str = "model: move 1 MiB through a Queue";
 const TOUCH: &str = "model: map 1 MiB of shared memory in a new process";
+const RESULT: &str = "model: move one result from 2 workers";
 /// The baseline: the whole job in one process.
 const SERIAL: &str = "serial loop, 1 process (baseline)";
 const MIB: usize = 1 << 20;
@@ -250,6 +295,9 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.run_timed(Case::new(MESSAGE).ops(trips as u64), || round_trips(trips))?;
     let mibs = args.pick(64, 2);
     bench.run_timed(Case::new(MOVE).ops(mibs as u64).bytes((mibs * MIB) as u64), || move_mibs(mibs))?;
+    let results = args.pick(16, 4);
+    let case = Case::new(RESULT).ops(results as u64).bytes((results * pixels * size_of::<f32>()) as u64);
+    bench.run_timed(case, || move_results(WORKERS, results, pixels))?;
     let mut region = Array::<u8>::new(mibs * MIB)?;
     region.lock()?.fill(0); // the pages exist; a new process must map them
     bench.run(Case::new(TOUCH).ops(mibs as u64).bytes((mibs * MIB) as u64), || touch_mibs(&mut region))?;
@@ -290,6 +338,24 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         ensure!(sum == expected, "the checksums differ");
         Ok(time)
     })?;
+
+    // ANCHOR: predict
+    // What the cost model predicts for the main case and for shared memory, per item, from
+    // the model rows above: the first form is the one that leaves a cost out.
+    let image_mib = (pixels * size_of::<f32>()) as f64 / MIB as f64;
+    let (w, n) = (WORKERS as f64, items as f64);
+    let cpus = WORKERS.min(std::thread::available_parallelism().map_or(1, |n| n.get())) as f64;
+    let queue = format!("chunks + Queue, big results, {WORKERS} workers");
+    bench.predict(job(&format!("predicted, overlapping: {queue}")), |row| {
+        Ok(w * row(START)? / n + row(COMPUTE)? / cpus + image_mib * row(MOVE)? + row(MESSAGE)?)
+    })?;
+    bench.predict(job(&format!("predicted, taking turns: {queue}")), |row| {
+        Ok(w * row(START)? / n + row(COMPUTE)? + row(RESULT)?)
+    })?;
+    bench.predict(job(&format!("predicted: chunks + shared memory, {WORKERS} workers")), |row| {
+        Ok(w * row(START)? / n + (row(COMPUTE)? + image_mib * row(TOUCH)?) / cpus)
+    })?;
+    // ANCHOR_END: predict
 
     bench.python()?;
     bench.finish();
@@ -473,6 +539,29 @@ fn move_mibs(count: usize) -> anyhow::Result<Duration> {
     }
     let time = start.elapsed();
     join_all(&[child])?;
+    Ok(time)
+}
+
+/// `workers` children put `count` images between them, computing nothing; the parent gets
+/// each and copies it into place, as in the job. (The time includes the forks, small beside
+/// the images.)
+fn move_results(workers: usize, count: usize, pixels: usize) -> anyhow::Result<Duration> {
+    let mut images = vec![1f32; count * pixels]; // written, so its pages exist before the clock starts
+    let start = Instant::now();
+    let mut results = Queue::new()?;
+    let mut senders = Children::new("worker");
+    for worker in 0..workers {
+        senders.fork(|| -> anyhow::Result<()> {
+            let (image, mut message) = (vec![0.5f32; pixels], Vec::new());
+            let mut mine = share(worker, workers, count);
+            mine.try_for_each(|item| results.put(image_message(item, &image, &mut message)))
+        })?;
+    }
+    results.close();
+    let got = receive_images(&results, count, pixels, &mut images)?;
+    senders.join_all()?;
+    let time = start.elapsed();
+    ensure!(got == count, "got {got} of {count} images");
     Ok(time)
 }
 
