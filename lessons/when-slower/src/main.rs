@@ -341,7 +341,8 @@ fn measure(args: &Args) -> anyhow::Result<()> {
 
     // ANCHOR: predict
     // What the cost model predicts for the main case and for shared memory, per item, from
-    // the model rows above: the first form is the one that leaves a cost out.
+    // the model rows above: the first form is the one that leaves a cost out, the second
+    // adds it (moving, as the job moves, sets the pace when it is the slower stage).
     let image_mib = (pixels * size_of::<f32>()) as f64 / MIB as f64;
     let (w, n) = (WORKERS as f64, items as f64);
     let cpus = WORKERS.min(std::thread::available_parallelism().map_or(1, |n| n.get())) as f64;
@@ -349,8 +350,8 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.predict(job(&format!("predicted, overlapping: {queue}")), |row| {
         Ok(w * row(START)? / n + row(COMPUTE)? / cpus + image_mib * row(MOVE)? + row(MESSAGE)?)
     })?;
-    bench.predict(job(&format!("predicted, taking turns: {queue}")), |row| {
-        Ok(w * row(START)? / n + row(COMPUTE)? + row(RESULT)?)
+    bench.predict(job(&format!("predicted, bottleneck: {queue}")), |row| {
+        Ok(w * row(START)? / n + (row(COMPUTE)? / cpus).max(row(RESULT)?))
     })?;
     bench.predict(job(&format!("predicted: chunks + shared memory, {WORKERS} workers")), |row| {
         Ok(w * row(START)? / n + (row(COMPUTE)? + image_mib * row(TOUCH)?) / cpus)
