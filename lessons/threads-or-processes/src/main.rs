@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, ensure};
+use multiproc::pool::Pool;
 use multiproc::proc::{Children, ExitCode, fork_child, join, join_ok};
 use multiproc::queue::Queue;
 use multiproc::shm::{Array, Shared};
@@ -102,11 +103,16 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let forked = start.elapsed();
     println!("   {WORKERS} processes: sum {sum}, the same: {}", sum == expected);
     ensure!(sum == expected, "the processes' sum differs");
+    let start = Instant::now();
+    let sum = with_pool(ITEMS, WORKERS)?;
+    let pooled = start.elapsed();
+    println!("   a Pool of {WORKERS} processes (map): sum {sum}, the same: {}", sum == expected);
     println!(
-        "   the loop took {}; the threads {} of its time, the processes {}",
+        "   the loop took {}; of its time, the threads {}, the processes {}, the pool {}",
         varies(ms(alone)),
         varies(times(threaded, alone)),
-        varies(times(forked, alone))
+        varies(times(forked, alone)),
+        varies(times(pooled, alone))
     );
     // ANCHOR_END: cpu_job
 
@@ -316,6 +322,21 @@ fn with_processes(items: u64, workers: u64) -> anyhow::Result<u64> {
     ensure!(got == workers, "{got} sums from {workers} workers");
     Ok(total)
 }
+
+/// The kit's Pool, as Python's `Pool(2).map(work, items)`: the items go to the workers in
+/// chunks, as JSON, and each chunk's results come back the same way, in order.
+fn with_pool(items: u64, workers: u64) -> anyhow::Result<u64> {
+    let mut pool = Pool::new(Some(workers as usize), item_work)?;
+    let all: Vec<u64> = (0..items).collect();
+    let sum = pool.map(&all, None)?.into_iter().sum();
+    pool.close()?;
+    Ok(sum)
+}
+
+/// The pool's task: a plain function, which the workers have since they were forked.
+fn item_work(item: u64) -> u64 {
+    work(item, ROUNDS)
+}
 // ANCHOR_END: split
 
 // ANCHOR: big
@@ -454,6 +475,7 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         checked(with_threads(items, WORKERS)?, expected)
     })?;
     bench.run(cpu("CPU job: 2 processes (fork)"), || checked(with_processes(items, WORKERS)?, expected))?;
+    bench.run(cpu("CPU job: Pool of 2 processes (map)"), || checked(with_pool(items, WORKERS)?, expected))?;
 
     let mut results = vec![0u32; BIG_ITEMS * ITEM_WORDS];
     big_loop(&mut results)?;
