@@ -381,6 +381,24 @@ fn options(lesson: &str) -> Result<(), Failed> {
         (&["--child", "bogus"], "--child"),
         (&["--child"], ""),
     ];
+    // The Python twin refuses a bad option the same way: one line, status 2.
+    if let Some(python) = plumbing::python::find() {
+        let twin = forklore::python_twin(lesson).to_string_lossy().into_owned();
+        let result = run(&python, &[&twin, "--bogus"], &[], Ending::Natural);
+        check(
+            result.status.code() == Some(2)
+                && result.stdout.is_empty()
+                && result.stderr.lines().count() == 1
+                && result.stderr.contains("--bogus")
+                && result.leftovers.is_empty(),
+            || {
+                format!(
+                    "the Python twin, given --bogus, should say so in one line and exit 2: {}",
+                    result.describe()
+                )
+            },
+        )?;
+    }
     for (bad, says) in refused {
         let result = run(&binary(lesson), bad, &[], Ending::Natural);
         check(

@@ -149,9 +149,18 @@ def duration(seconds):
     return f"{seconds:.3f} s"
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (and status 2), as in the Rust lessons:
+    argparse's own error prints the whole usage first."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: {message} (see --help)\n")
+        sys.exit(2)
+
+
 def parse_args(about):
-    """The lesson's options; a bad one prints a usage error and exits with status 2."""
-    parser = argparse.ArgumentParser(description=about)
+    """The lesson's options; a bad one prints one line and exits with status 2."""
+    parser = _OneLineParser(description=about)
     parser.add_argument("--measure", action="store_true", help="run the full-size experiment")
     parser.add_argument("--json", action="store_true", help="with --measure: one JSON object per case")
     parser.add_argument("--runs", type=int, help=f"with --measure: runs per case (default {DEFAULT_RUNS})")
