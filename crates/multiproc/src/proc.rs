@@ -129,7 +129,7 @@ pub fn fork_named<R: ChildExit>(name: &str, work: impl FnOnce() -> R) -> anyhow:
             faults::started(name);
             // A panic prints one line, as Python prints a target's exception (no backtrace).
             std::panic::set_hook(Box::new(|panic| {
-                say(&format!("child pid {} {}", getpid(), one_line(panic)))
+                say(&format!("child pid {} {}", getpid(), panic_line(panic)))
             }));
             // A panic must not unwind out of here: the parent's code is in this copy too.
             let running = crate::trace::span("run", || name.to_string());
@@ -204,7 +204,7 @@ pub fn thread_count() -> anyhow::Result<usize> {
 // ANCHOR_END: may_fork
 
 /// A panic's message and place on one line: `panicked: the child gave up (src/main.rs:9:5)`.
-fn one_line(panic: &std::panic::PanicHookInfo) -> String {
+pub fn panic_line(panic: &std::panic::PanicHookInfo) -> String {
     let payload = panic.payload();
     let message = match (payload.downcast_ref::<&str>(), payload.downcast_ref::<String>()) {
         (Some(text), _) => text.to_string(),

@@ -175,6 +175,14 @@ fn run_program(
     program: impl FnOnce(&Args) -> anyhow::Result<()>,
 ) -> process::ExitCode {
     crate::fault::listen();
+    // A panic in one of the program's threads is one line, as a child's is (no backtrace, and
+    // none of Rust's default two-line report): "lesson-x: thread worker 1 panicked: ...".
+    let who = label.to_string();
+    std::panic::set_hook(Box::new(move |panic| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        multiproc::proc::say(&format!("{who}: thread {name} {}", multiproc::proc::panic_line(panic)))
+    }));
     let traced = match (&args.trace, &args.child) {
         (Some(path), _) => multiproc::trace::start(path),
         // A child started by exec joins its parent's trace, if there is one.

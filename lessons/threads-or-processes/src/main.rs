@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, ensure};
 use multiproc::pool::Pool;
-use multiproc::proc::{Children, ExitCode, fork_child, join, join_ok};
+use multiproc::proc::{Children, ExitCode, fork_child, fork_named, join, join_ok};
 use multiproc::queue::Queue;
 use multiproc::shm::{Array, Shared};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -177,9 +177,10 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     // ANCHOR_END: thread_panic
 
     // ANCHOR: thread_kills_process
-    // In a process of its own (a lab), two threads: one works, the other is killed as the
-    // OOM killer would kill it. A signal that kills, kills the whole process.
-    let lab = fork_child(|| -> anyhow::Result<()> {
+    // In a process of its own (a "victim", as spawn-join names what it kills on purpose), two
+    // threads: one works, the other is killed as the OOM killer would kill it. A signal that
+    // kills, kills the whole process.
+    let lab = fork_named("victim", || -> anyhow::Result<()> {
         thread::scope(|s| {
             thread::Builder::new().spawn_scoped(s, || part_sum(0..ITEMS))?;
             thread::Builder::new().spawn_scoped(s, || kill(getpid(), Signal::SIGKILL))?;
@@ -191,26 +192,24 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     // ANCHOR_END: thread_kills_process
 
     // ANCHOR: process_killed
-    let slots = Shared::<[AtomicU64; WORKERS as usize]>::new()?; // one sum per worker
-    let mut workers = Vec::new();
-    for worker in 0..WORKERS {
-        workers.push(fork_child(|| {
-            if worker == 1 {
-                kill(getpid(), Signal::SIGKILL)?; // as the OOM killer would
-            }
-            slots[worker as usize].store(part_sum(share(worker, WORKERS, ITEMS)), Relaxed);
-            Ok::<_, anyhow::Error>(())
-        })?);
-    }
-    let codes: Vec<ExitCode> = workers.into_iter().map(join).collect::<anyhow::Result<_>>()?;
+    let slots = Shared::<[AtomicU64; 2]>::new()?; // one sum per worker
+    let sum_into = |worker: u64| {
+        slots[worker as usize].store(part_sum(share(worker, 2, ITEMS)), Relaxed);
+        Ok::<_, anyhow::Error>(())
+    };
+    let healthy = fork_child(|| sum_into(0))?;
+    let victim = fork_named("victim", || {
+        kill(getpid(), Signal::SIGKILL)?; // as the OOM killer would
+        sum_into(1)
+    })?;
+    let (lost, kept) = (join(victim)?, join_ok(healthy)?); // join_ok: worker 0 must end well
     println!(
-        "   a worker process was killed: worker 0 ended with exitcode {}, worker 1 with exitcode {}",
-        codes[0], codes[1]
+        "   a worker process was killed: worker 0 ended with exitcode {kept}, worker 1 with exitcode {lost}"
     );
-    let kept = slots[0].load(Relaxed); // join saw worker 0 end: its store is visible
+    let sum = slots[0].load(Relaxed); // join saw worker 0 end: its store is visible
     println!(
         "   worker 0's sum arrived ({}), and this process lives on",
-        kept == part_sum(share(0, WORKERS, ITEMS))
+        sum == part_sum(share(0, 2, ITEMS))
     );
     // ANCHOR_END: process_killed
 
