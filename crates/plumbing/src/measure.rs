@@ -266,6 +266,12 @@ fn median(times: &mut [f64]) -> f64 {
     if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 }
 }
 
+/// How many times `base` a `time` is, written as the tables write a ratio: `0.52x`, `3.6x`.
+/// (For a demo that compares its own timings; `--measure` tables do this from records.)
+pub fn times(time: Duration, base: Duration) -> String {
+    format!("{}x", short_ratio(time.as_secs_f64() / base.as_secs_f64()))
+}
+
 /// Seconds, in the unit that suits them: `8.41 µs`, `1.20 ms`, `0.503 s`.
 pub fn duration(seconds: f64) -> String {
     match seconds {

@@ -24,6 +24,7 @@ use multiproc::shm::{Array, Shared};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::getpid;
+use plumbing::measure::{duration, times};
 use plumbing::varies::varies;
 use plumbing::{Args, Bench, Case, Lesson, fault};
 use rayon::prelude::*;
@@ -83,33 +84,28 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let by_process = start.elapsed();
     let answer = u64::from_le_bytes(message[..].try_into()?);
     println!("   a process sent {answer}: its memory is its own, so the result came through a pipe");
-    println!("   the thread took {}, the process {}", varies(ms(by_thread)), varies(ms(by_process)));
+    println!(
+        "   the thread took {}, the process {}",
+        varies(duration(by_thread.as_secs_f64())),
+        varies(duration(by_process.as_secs_f64()))
+    );
     // ANCHOR_END: start
 
     // ANCHOR: cpu_job
     println!(
         "2. A CPU-bound job: {ITEMS} items of {ROUNDS} rounds each, summed; the loop, then split in {WORKERS}"
     );
-    let start = Instant::now();
-    let expected = part_sum(0..ITEMS);
-    let alone = start.elapsed();
+    let (expected, alone) = timed(|| Ok(part_sum(0..ITEMS)))?;
     println!("   one thread: sum {expected}");
-    let start = Instant::now();
-    let sum = with_threads(ITEMS, WORKERS)?;
-    let threaded = start.elapsed();
+    let (sum, threaded) = timed(|| with_threads(ITEMS, WORKERS))?;
     println!("   {WORKERS} threads: sum {sum}, the same: {}", sum == expected);
-    let start = Instant::now();
-    let sum = with_processes(ITEMS, WORKERS)?;
-    let forked = start.elapsed();
+    let (sum, forked) = timed(|| with_processes(ITEMS, WORKERS))?;
     println!("   {WORKERS} processes: sum {sum}, the same: {}", sum == expected);
-    ensure!(sum == expected, "the processes' sum differs");
-    let start = Instant::now();
-    let sum = with_pool(ITEMS, WORKERS)?;
-    let pooled = start.elapsed();
+    let (sum, pooled) = timed(|| with_pool(ITEMS, WORKERS))?;
     println!("   a Pool of {WORKERS} processes (map): sum {sum}, the same: {}", sum == expected);
     println!(
         "   the loop took {}; of its time, the threads {}, the processes {}, the pool {}",
-        varies(ms(alone)),
+        varies(duration(alone.as_secs_f64())),
         varies(times(threaded, alone)),
         varies(times(forked, alone)),
         varies(times(pooled, alone))
@@ -120,20 +116,20 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let kib = ITEM_WORDS * size_of::<u32>() / 1024;
     println!("3. Big results: {BIG_ITEMS} items of {kib} KiB each, made by {WORKERS} workers");
     let mut results = vec![1u32; BIG_ITEMS * ITEM_WORDS]; // written, so its pages exist
-    let alone = timed(|| big_loop(&mut results))?;
+    let ((), alone) = timed(|| big_loop(&mut results))?;
     let made = digest(&results);
-    println!("   the loop made them in {}", varies(ms(alone)));
+    println!("   the loop made them in {}", varies(duration(alone.as_secs_f64())));
     results.fill(0);
-    let threaded = timed(|| big_threads(&mut results))?;
+    let ((), threaded) = timed(|| big_threads(&mut results))?;
     let same = digest(&results) == made;
     println!("   {WORKERS} threads wrote them in place, each into its own &mut half: the same: {same}");
     results.fill(0);
-    let queued = timed(|| big_queue(&mut results))?;
+    let ((), queued) = timed(|| big_queue(&mut results))?;
     let (same, copied) = (digest(&results) == made, BIG_ITEMS * kib);
     println!("   {WORKERS} processes sent them through a Queue, {copied} KiB copied twice: the same: {same}");
     let mut shared = Array::<u32>::new(BIG_ITEMS * ITEM_WORDS)?;
     shared.lock()?.fill(0); // its pages exist before the clock starts, as the Vec's do
-    let in_place = timed(|| big_shared(&mut shared))?;
+    let ((), in_place) = timed(|| big_shared(&mut shared))?;
     let same = digest(&shared.lock()?) == made;
     println!("   {WORKERS} processes wrote them into shared memory made before the fork: the same: {same}");
     println!(
@@ -147,23 +143,20 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     println!("4. A worker that fails");
     // ANCHOR: thread_panic
     let sums = Mutex::new(Vec::new());
-    let outcomes: Vec<thread::Result<()>> = thread::scope(|s| {
-        let spawn = |worker: u64| {
-            thread::Builder::new().name(format!("worker {worker}")).spawn_scoped(s, {
-                let sums = &sums;
-                move || {
-                    let mut sums = sums.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    if worker == 1 {
-                        panic!("worker 1 gave up"); // while holding the lock
-                    }
-                    sums.push(part_sum(share(worker, WORKERS, ITEMS)));
+    let survived = thread::scope(|s| -> anyhow::Result<usize> {
+        let mut threads = Vec::new();
+        for worker in 0..WORKERS {
+            let (thread, sums) = (thread::Builder::new().name(format!("worker {worker}")), &sums);
+            threads.push(thread.spawn_scoped(s, move || {
+                let mut sums = sums.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if worker == 1 {
+                    panic!("worker 1 gave up"); // while holding the lock
                 }
-            })
-        };
-        let workers = [spawn(0)?, spawn(1)?];
-        Ok::<_, anyhow::Error>(workers.map(|w| w.join()).into())
+                sums.push(part_sum(share(worker, WORKERS, ITEMS)));
+            })?);
+        }
+        Ok(threads.into_iter().filter_map(|t| t.join().ok()).count()) // a panic: an Err
     })?;
-    let survived = outcomes.iter().filter(|o| o.is_ok()).count();
     println!(
         "   a thread panicked: join returned an Err; {survived} of {WORKERS} threads finished; this process lives on"
     );
@@ -426,21 +419,11 @@ fn digest(results: &[u32]) -> u64 {
         .fold(0u64, |d, (i, &w)| d.wrapping_mul(31).wrapping_add(u64::from(w) ^ i as u64))
 }
 
-/// How long `run` took.
-fn timed(run: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
+/// What `run` returned, and how long it took.
+fn timed<T>(run: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, Duration)> {
     let start = Instant::now();
-    run()?;
-    Ok(start.elapsed())
-}
-
-/// A time in milliseconds, as the demo prints it.
-fn ms(time: Duration) -> String {
-    format!("{:.2} ms", time.as_secs_f64() * 1e3)
-}
-
-/// `time` as a multiple of `base`: "0.52x".
-fn times(time: Duration, base: Duration) -> String {
-    format!("{:.2}x", time.as_secs_f64() / base.as_secs_f64())
+    let value = run()?;
+    Ok((value, start.elapsed()))
 }
 
 const START_THREAD: &str = "start and join one thread";

@@ -18,6 +18,7 @@ use multiproc::proc::{Children, fork_child, join_all};
 use multiproc::queue::Queue;
 use multiproc::shm::{self, Array};
 use plumbing::fault;
+use plumbing::measure::{duration, times};
 use plumbing::varies::varies;
 use plumbing::{Args, Bench, Case, Lesson};
 
@@ -69,7 +70,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     }
     let alone = start.elapsed();
     let expected = checksum(&images, PIXELS);
-    println!("   made {ITEMS} items in {}; checksum {expected:#018x}", varies(ms(alone)));
+    println!("   made {ITEMS} items in {}; checksum {expected:#018x}", varies(duration(alone.as_secs_f64())));
     // ANCHOR_END: serial
 
     // ANCHOR: queue
@@ -93,7 +94,11 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let sum = checksum(&images, PIXELS);
     println!("   checksum {sum:#018x}, the same as one process's: {}", sum == expected);
     ensure!(sum == expected, "the images that came through the queue differ");
-    println!("   in {}: {} the loop's time", varies(ms(queued)), varies(times(queued, alone)));
+    println!(
+        "   in {}: {} the loop's time",
+        varies(duration(queued.as_secs_f64())),
+        varies(times(queued, alone))
+    );
     // ANCHOR_END: queue
 
     // ANCHOR: shm
@@ -112,7 +117,11 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let sum = checksum(&shared.lock()?, PIXELS);
     println!("   checksum {sum:#018x}, the same as one process's: {}", sum == expected);
     ensure!(sum == expected, "the images in shared memory differ");
-    println!("   in {}: {} the loop's time", varies(ms(in_place)), varies(times(in_place, alone)));
+    println!(
+        "   in {}: {} the loop's time",
+        varies(duration(in_place.as_secs_f64())),
+        varies(times(in_place, alone))
+    );
     // ANCHOR_END: shm
 
     // ANCHOR: demo_pool
@@ -126,7 +135,11 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     let sum = checksum(&images, PIXELS);
     println!("   checksum {sum:#018x}, the same as one process's: {}", sum == expected);
     ensure!(sum == expected, "the images that came through the pool differ");
-    println!("   in {}: {} the loop's time", varies(ms(pooled)), varies(times(pooled, alone)));
+    println!(
+        "   in {}: {} the loop's time",
+        varies(duration(pooled.as_secs_f64())),
+        varies(times(pooled, alone))
+    );
     let slower = |time: Duration| varies(if time > alone { "slower" } else { "faster" });
     println!(
         "   against the loop, on this machine: the pool {}, the Queue {}, shared memory {}",
@@ -136,16 +149,6 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     );
     // ANCHOR_END: demo_pool
     Ok(())
-}
-
-/// A time in milliseconds, as the demo prints it.
-fn ms(time: Duration) -> String {
-    format!("{:.1} ms", time.as_secs_f64() * 1e3)
-}
-
-/// How many times the loop's time `time` took: "2.61x".
-fn times(time: Duration, loop_time: Duration) -> String {
-    format!("{:.2}x", time.as_secs_f64() / loop_time.as_secs_f64())
 }
 
 // ANCHOR: make
