@@ -9,11 +9,14 @@
 //! - [`lock`]: locks that work between processes, a spinlock and a futex lock (lock-race).
 //! - [`queue`]: a queue any number of processes put into and get from (queue).
 //! - [`pool`]: worker processes fed tasks in chunks, results in order (pool).
+//! - [`ring`]: the fast lane, a ring buffer in shared memory from one process to another
+//!   with no system call while both are awake (fast-lane).
 
 pub mod lock;
 pub mod pool;
 pub mod proc;
 pub mod queue;
+pub mod ring;
 pub mod shm;
 pub mod trace;
 pub mod wire;

@@ -121,6 +121,7 @@ pub fn fork_named<R: ChildExit>(name: &str, work: impl FnOnce() -> R) -> anyhow:
                 exit_now(1);
             }
             watched::forget_all(); // the parent's other children are not this process's
+            FORKED.store(true, std::sync::atomic::Ordering::Relaxed);
             // Its name, as `ps` and /proc show it (the kernel keeps 15 bytes).
             if let Ok(name) = std::ffi::CString::new(name.bytes().take(15).collect::<Vec<u8>>()) {
                 let _ = prctl::set_name(&name);
@@ -504,12 +505,22 @@ const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_millis(20);
 /// children sleeps until the word changes, as a plain futex wait does.
 pub fn wait_futex(futex: &Futex<Shared>, expected: u32, waiting_for: &str) -> anyhow::Result<()> {
     let _waiting = crate::trace::span("wait", || format!("waiting for {waiting_for}"));
+    if !fail_if_a_child_died(waiting_for)? {
+        let _ = futex.wait(expected); // no children: ends when the word changes, or spuriously
+        return Ok(());
+    }
+    let _ = futex.wait_for(expected, LOOK_AGAIN);
+    Ok(())
+}
+
+/// An error naming a child of this process that has ended abnormally, if one has; else
+/// whether any child is still running. A wait that no system call can end when a child dies
+/// (a futex, or a loop that spins in user space on shared memory) calls it now and then.
+pub fn fail_if_a_child_died(waiting_for: &str) -> anyhow::Result<bool> {
     let mut known = watched::lock();
     let running: Vec<Pid> = known.iter().filter(|k| k.ended.is_none()).map(|k| k.pid).collect();
     if running.is_empty() {
-        drop(known);
-        let _ = futex.wait(expected); // ends when the word changes, or spuriously
-        return Ok(());
+        return Ok(false);
     }
     let ended: Vec<Pid> = {
         let mut fds: Vec<PollFd> = known
@@ -526,11 +537,39 @@ pub fn wait_futex(futex: &Futex<Shared>, expected: u32, waiting_for: &str) -> an
         }
     };
     fail_if_one_died(&mut known, ended, waiting_for)?;
-    drop(known);
-    let _ = futex.wait_for(expected, LOOK_AGAIN);
+    Ok(true)
+}
+
+/// Set in a child the kit forked: its parent's death ends it (PDEATHSIG), so a wait of its
+/// for what the parent (or a sibling the parent watches) will do cannot outlive them.
+static FORKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For a wait on shared memory that only this process and its relatives map (a ring made
+/// before fork): an error if a child of this process died abnormally, or if no one is left
+/// who could end the wait: none of its children runs (one that exited 0 without a word
+/// counts too), it has no other thread, and it is no child of the kit's (whose parent, or a
+/// sibling the parent watches, may yet write: if the parent dies, so does this process).
+/// Else whether any child is running, which a sleeping wait must look at again.
+pub fn fail_if_no_one_can_answer(waiting_for: &str) -> anyhow::Result<bool> {
+    let running = fail_if_a_child_died(waiting_for)?;
+    if !running && !FORKED.load(std::sync::atomic::Ordering::Relaxed) && thread_count()? == 1 {
+        anyhow::bail!("nothing can end this wait for {waiting_for}: no child runs, nor another thread");
+    }
+    Ok(running)
+}
+
+/// Sleep while `futex` holds `expected`, for a word only this process's relatives change
+/// (see [`fail_if_no_one_can_answer`]): at most 20 ms at a time while it has children to
+/// look at, else until the word changes (in a child: or until its parent's death ends it).
+pub fn wait_futex_answer(futex: &Futex<Shared>, expected: u32, waiting_for: &str) -> anyhow::Result<()> {
+    let _waiting = crate::trace::span("wait", || format!("waiting for {waiting_for}"));
+    if fail_if_no_one_can_answer(waiting_for)? {
+        let _ = futex.wait_for(expected, LOOK_AGAIN);
+    } else {
+        let _ = futex.wait(expected);
+    }
     Ok(())
 }
-// ANCHOR_END: wait_ready
 
 /// The child of this process that most recently ended abnormally, reaped or not, and a
 /// description of it (`worker 1 (pid 4242) ended with exitcode -9 (SIGKILL)`): for an error
