@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use multiproc::proc::{Children, ExitCode, fork_named, join, join_ok};
+use multiproc::proc::{Children, ExitCode, fork_named, fork_named_closing, join, join_all, join_ok};
 use multiproc::ring::{Ring, Wait};
 use multiproc::shm::Shared;
 use nix::sys::signal::{Signal, raise};
@@ -139,12 +139,12 @@ fn per_trip(time: Duration, trips: usize) -> String {
 // ANCHOR: ping_pong
 /// `trips` round trips of an 8-byte message through two rings: the parent sends a
 /// number, a child sends it back. With `worst`, the slowest single trip instead of the
-/// total.
+/// total. (If a trip fails, the echo child is left to the lesson's end, which names it if
+/// it died, and stops it.)
 fn ring_ping_pong(trips: usize, wait: Wait, worst: bool) -> anyhow::Result<Duration> {
     let rings = Shared::<(Ring, Ring)>::new()?;
     let (down, up) = &*rings;
-    let mut children = Children::new("echo");
-    children.fork(|| -> anyhow::Result<()> {
+    let echo = fork_named("echo", || -> anyhow::Result<()> {
         let mut message = Vec::with_capacity(8);
         for _ in 0..=trips {
             down.recv_into(&mut message, wait)?;
@@ -159,7 +159,7 @@ fn ring_ping_pong(trips: usize, wait: Wait, worst: bool) -> anyhow::Result<Durat
         ensure!(answer == trip.to_le_bytes(), "trip {trip} came back as {answer:?}");
         Ok(())
     })?;
-    children.join_all()?;
+    join_all(&[echo])?;
     Ok(time)
 }
 // ANCHOR_END: ping_pong
@@ -167,8 +167,7 @@ fn ring_ping_pong(trips: usize, wait: Wait, worst: bool) -> anyhow::Result<Durat
 /// The same ping-pong over a socketpair: 8 bytes written, 8 bytes read back.
 fn socket_ping_pong(trips: usize, worst: bool) -> anyhow::Result<Duration> {
     let (mut parent_end, mut child_end) = UnixStream::pair().context("create a socketpair")?;
-    let mut children = Children::new("echo");
-    children.fork_closing([&mut parent_end], move || -> anyhow::Result<()> {
+    let echo = fork_named_closing("echo", [&mut parent_end], move || -> anyhow::Result<()> {
         let mut message = [0u8; 8];
         for _ in 0..=trips {
             child_end.read_exact(&mut message).context("read a message")?;
@@ -183,7 +182,7 @@ fn socket_ping_pong(trips: usize, worst: bool) -> anyhow::Result<Duration> {
         ensure!(answer == trip.to_le_bytes(), "trip {trip} came back as {answer:?}");
         Ok(())
     })?;
-    children.join_all()?;
+    join_all(&[echo])?;
     Ok(time)
 }
 
@@ -264,24 +263,24 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         bench.run_timed(case(&format!("ring, {wait}")).vs(floor), || ring_ping_pong(trips, wait, false))?;
     }
 
-    // The same with a process beside that keeps a CPU busy: two CPUs, three processes.
-    let trips = args.pick(2_000, 100);
-    let case = |name: &str| Case::new(name).ops(trips as u64);
+    // The same with a process beside that keeps a CPU busy: two CPUs, three processes. Each
+    // run lasts many of the scheduler's time slices (a few milliseconds each).
+    let busy = [Wait::Spin, Wait::Sleep, Wait::SpinThenSleep(Duration::from_micros(2)), Wait::ADAPTIVE];
     let floor = "socketpair, a busy process beside";
     bench.run_timed(case(floor), || with_busy_process(|| socket_ping_pong(trips, false)))?;
-    for wait in [Wait::Spin, Wait::ADAPTIVE] {
+    for wait in busy {
         let name = format!("ring, {wait}, a busy process beside");
         bench
             .run_timed(case(&name).vs(floor), || with_busy_process(|| ring_ping_pong(trips, wait, false)))?;
     }
     // The slowest single round trip of each run.
     let worst =
-        |name: &str| Case::new(&format!("slowest of {trips} round trips: {name}, a busy process beside"));
+        |name: &str| Case::new(&format!("slowest round trip of a run: {name}, a busy process beside"));
+    let floor = "slowest round trip of a run: socketpair, a busy process beside";
     bench.run_timed(worst("socketpair"), || with_busy_process(|| socket_ping_pong(trips, true)))?;
-    for wait in [Wait::Spin, Wait::ADAPTIVE] {
-        bench.run_timed(worst(&format!("ring, {wait}")), || {
-            with_busy_process(|| ring_ping_pong(trips, wait, true))
-        })?;
+    for wait in busy {
+        let case = worst(&format!("ring, {wait}")).vs(floor);
+        bench.run_timed(case, || with_busy_process(|| ring_ping_pong(trips, wait, true)))?;
     }
 
     // CPU time an idle waiter burns in a second of nothing to receive.
