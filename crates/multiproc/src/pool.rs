@@ -11,6 +11,12 @@
 //! tasks, EOF on a socket says *which* worker died, and killing the workers turns a write
 //! the parent is blocked in into an error (EPIPE) instead of a hang.
 //!
+//! With [`Transport::Rings`] (the fast-lane chapter), each worker gets two rings in shared
+//! memory instead, tasks down and results up, and the parent waits for results on one
+//! [`Bell`] that every worker rings: no system call per message while both sides are awake.
+//! The parent then needs no feeder thread: it sends a chunk only when it fits whole in a
+//! worker's ring, so it never blocks while a worker may be blocked on it.
+//!
 //! The task function is fixed when the pool starts (`fn(T) -> R`): the workers are forked
 //! with it, so they already have its code. Python pickles a function by name for the same
 //! reason: the worker must be able to find it.
@@ -30,6 +36,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::proc::{ExitCode, fork_named, join, stop, try_join};
+use crate::ring::{Bell, Ring, Wait};
+use crate::shm::Shared;
 use crate::wire::{recv, send};
 
 // ANCHOR: pool
@@ -41,13 +49,35 @@ pub struct Pool<T, R> {
     broken: Option<String>,
     /// Tasks each worker has finished, since the pool started.
     tasks_done: Vec<u64>,
+    transport: Transport,
+    /// With rings: what every worker rings after sending results.
+    bell: Option<Shared<Bell>>,
     types: PhantomData<fn(T) -> R>,
 }
 
+// ANCHOR: transport
+/// How tasks and results travel between the parent and each worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// One socketpair per worker, messages framed by `wire`: Python's way, and the default.
+    Socketpair,
+    /// Two rings in shared memory per worker, tasks down and results up, each side waiting as
+    /// the `Wait` says (the fast-lane chapter).
+    Rings(Wait),
+}
+// ANCHOR_END: transport
+
 struct Worker {
     pid: Pid,
+    channel: Channel,
+}
+
+/// The parent's side of a worker's channel.
+enum Channel {
     /// The parent's end of this worker's socketpair.
-    socket: UnixStream,
+    Socket(UnixStream),
+    /// The worker's two rings: tasks down, results up.
+    Rings(Shared<(Ring, Ring)>),
 }
 
 /// A task's outcome as it travels back: its result, or the message it panicked with.
@@ -79,22 +109,59 @@ impl<T: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Pool<T, R
         initializer: fn(usize),
         task: fn(T) -> R,
     ) -> anyhow::Result<Self> {
+        Pool::start(processes, initializer, task, Transport::Socketpair)
+    }
+
+    /// `Pool(processes)` whose tasks and results travel as `transport` says.
+    pub fn with_transport(
+        processes: Option<usize>,
+        transport: Transport,
+        task: fn(T) -> R,
+    ) -> anyhow::Result<Self> {
+        Pool::start(processes, |_worker| {}, task, transport)
+    }
+
+    fn start(
+        processes: Option<usize>,
+        initializer: fn(usize),
+        task: fn(T) -> R,
+        transport: Transport,
+    ) -> anyhow::Result<Self> {
         let processes = processes.unwrap_or_else(cpu_count);
         ensure!(processes > 0, "a pool needs at least one worker process");
+        let bell = match transport {
+            Transport::Socketpair => None,
+            Transport::Rings(_) => Some(Shared::<Bell>::new()?),
+        };
         let mut pool = Pool {
             workers: Vec::new(),
             processes,
             broken: None,
             tasks_done: vec![0; processes],
+            transport,
+            bell,
             types: PhantomData,
         };
         for number in 0..processes {
-            let (parent_end, worker_end) = UnixStream::pair().context("create a socketpair for a worker")?;
             let name = format!("worker {number}");
-            let pid = fork_named(&name, move || work(number, worker_end, initializer, task))?;
-            // The closure, and with it the parent's copy of `worker_end`, is gone now: only the
-            // worker holds its end, so the parent reads EOF when the worker dies.
-            pool.workers.push(Worker { pid, socket: parent_end });
+            let worker = match (transport, &pool.bell) {
+                (Transport::Rings(wait), Some(bell)) => {
+                    let rings = Shared::<(Ring, Ring)>::new()?;
+                    let pid =
+                        fork_named(&name, || work_on_rings(number, &rings, bell, wait, initializer, task))?;
+                    Worker { pid, channel: Channel::Rings(rings) }
+                }
+                _ => {
+                    let (parent_end, worker_end) =
+                        UnixStream::pair().context("create a socketpair for a worker")?;
+                    let pid =
+                        fork_named(&name, move || work_on_socket(number, worker_end, initializer, task))?;
+                    // The closure, and with it the parent's copy of `worker_end`, is gone now:
+                    // only the worker holds its end, so the parent reads EOF when it dies.
+                    Worker { pid, channel: Channel::Socket(parent_end) }
+                }
+            };
+            pool.workers.push(worker);
         }
         Ok(pool)
     }
@@ -171,6 +238,10 @@ impl<T: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Pool<T, R
             .map(|(chunk, part)| serde_json::to_vec(&(chunk, part)))
             .collect::<Result<Vec<_>, _>>()
             .context("encode the tasks as JSON")?;
+        if let Transport::Rings(wait) = self.transport {
+            let failed = self.run_on_rings(&tasks, chunksize, wait, &mut take).err();
+            return self.break_if(failed);
+        }
         let workers = &self.workers;
         let tasks_done = &mut self.tasks_done;
         let failed = std::thread::scope(|scope| {
@@ -195,6 +266,98 @@ impl<T: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned> Pool<T, R
         Ok(())
     }
     // ANCHOR_END: run
+
+    /// After a failure: the pool is broken (every worker stopped and reaped), and says why.
+    fn break_if(&mut self, failed: Option<Failure>) -> anyhow::Result<()> {
+        let Some(failure) = failed else { return Ok(()) };
+        let why = broken(&self.workers, failure);
+        self.workers.clear();
+        self.broken = Some(why.clone());
+        bail!(why)
+    }
+
+    // ANCHOR: run_on_rings
+    /// `run` over rings, in this one thread. It sends a chunk only when the chunk fits whole
+    /// in a worker's ring (`try_send`), so it never blocks while a worker may be blocked on
+    /// it; a chunk bigger than a ring goes to a worker with nothing in flight, which is
+    /// reading its ring and takes it as it comes. Then it waits on the bell for results.
+    fn run_on_rings(
+        &mut self,
+        tasks: &[Vec<u8>],
+        chunksize: usize,
+        wait: Wait,
+        take: &mut impl FnMut(usize, Vec<Outcome<R>>),
+    ) -> Result<(), Failure> {
+        let (workers, tasks_done) = (&self.workers, &mut self.tasks_done);
+        let bell = self.bell.as_deref().context("a pool on rings has a bell").map_err(Failure::Other)?;
+        let mut in_flight = vec![0; workers.len()];
+        let (mut sent, mut received, mut message) = (0, 0, Vec::new());
+        while received < tasks.len() {
+            while sent < tasks.len() {
+                let worker = (0..workers.len()).min_by_key(|&w| in_flight[w]).unwrap_or(0);
+                if in_flight[worker] >= AHEAD {
+                    break; // every worker has enough to do: read results first
+                }
+                let down = &workers[worker].rings().0;
+                if !down.try_send(&tasks[sent]) {
+                    if in_flight[worker] > 0 {
+                        break; // no room in its ring: read results first
+                    }
+                    // Longer than the ring itself. The worker has answered every chunk it had,
+                    // so it is waiting for this one, and reads it as it comes.
+                    down.send(&tasks[sent], wait).map_err(|e| died(workers, e))?;
+                }
+                in_flight[worker] += 1;
+                sent += 1;
+            }
+            let any_results = || workers.iter().any(|w| !w.rings().1.is_empty());
+            bell.wait_until(any_results, wait, "results from the workers").map_err(|e| died(workers, e))?;
+            for (worker, w) in workers.iter().enumerate() {
+                while !w.rings().1.is_empty() {
+                    w.rings().1.recv_into(&mut message, wait).map_err(|e| died(workers, e))?;
+                    let (chunk, outcomes) = decode(&message)?;
+                    tasks_done[worker] += outcomes.len() as u64;
+                    take(chunk * chunksize, outcomes);
+                    (received, in_flight[worker]) = (received + 1, in_flight[worker] - 1);
+                }
+            }
+        }
+        Ok(())
+    }
+    // ANCHOR_END: run_on_rings
+}
+
+impl Worker {
+    /// The parent's end of this worker's socketpair (only on a pool over socketpairs).
+    fn socket(&self) -> &UnixStream {
+        match &self.channel {
+            Channel::Socket(socket) => socket,
+            Channel::Rings(_) => unreachable!("a worker on rings in a pool over socketpairs"),
+        }
+    }
+
+    /// This worker's rings (only called on a pool whose transport is rings).
+    fn rings(&self) -> &(Ring, Ring) {
+        match &self.channel {
+            Channel::Rings(rings) => rings,
+            Channel::Socket(_) => unreachable!("a socket worker in a pool on rings"),
+        }
+    }
+}
+
+/// A wait on a ring failed: if a worker has ended, that is why.
+fn died(workers: &[Worker], error: anyhow::Error) -> Failure {
+    for (i, worker) in workers.iter().enumerate() {
+        if let Ok(Some(code)) = try_join(worker.pid) {
+            return Failure::Ended(i, code);
+        }
+    }
+    Failure::Other(error)
+}
+
+/// A chunk of outcomes, as a worker encoded it.
+fn decode<R: DeserializeOwned>(message: &[u8]) -> Result<(usize, Vec<Outcome<R>>), Failure> {
+    serde_json::from_slice(message).context("decode results").map_err(Failure::Other)
 }
 
 // ANCHOR: feed
@@ -215,7 +378,8 @@ fn feed(workers: &[Worker], tasks: &[Vec<u8>], finished: mpsc::Receiver<usize>) 
             in_flight[done] -= 1;
             worker = least_busy(&in_flight);
         }
-        send(&mut &workers[worker].socket, task).with_context(|| format!("send tasks to worker {worker}"))?;
+        send(&mut workers[worker].socket(), task)
+            .with_context(|| format!("send tasks to worker {worker}"))?;
         in_flight[worker] += 1;
     }
     Ok(())
@@ -226,6 +390,8 @@ fn feed(workers: &[Worker], tasks: &[Vec<u8>], finished: mpsc::Receiver<usize>) 
 enum Failure {
     /// EOF (or a cut message) on this worker's socket: it died.
     Died(usize),
+    /// This worker ended (seen by a wait on a ring), with this exit code; it has been reaped.
+    Ended(usize, ExitCode),
     Other(anyhow::Error),
 }
 
@@ -243,7 +409,7 @@ fn read_results<R: DeserializeOwned>(
     let mut received = 0;
     while received < chunks {
         let mut fds: Vec<PollFd> =
-            workers.iter().map(|w| PollFd::new(w.socket.as_fd(), PollFlags::POLLIN)).collect();
+            workers.iter().map(|w| PollFd::new(w.socket().as_fd(), PollFlags::POLLIN)).collect();
         match poll(&mut fds, PollTimeout::NONE) {
             Err(Errno::EINTR) => continue,
             other => other.context("wait for results (poll)").map_err(Failure::Other)?,
@@ -252,11 +418,10 @@ fn read_results<R: DeserializeOwned>(
             (0..fds.len()).filter(|&w| fds[w].revents().is_some_and(|r| !r.is_empty())).collect();
         for worker in ready {
             // EOF: the worker's end is closed, and only the worker held it. It died.
-            let Ok(Some(message)) = recv(&mut &workers[worker].socket) else {
+            let Ok(Some(message)) = recv(&mut workers[worker].socket()) else {
                 return Err(Failure::Died(worker));
             };
-            let (chunk, outcomes): (usize, Vec<Outcome<R>>) =
-                serde_json::from_slice(&message).context("decode results").map_err(Failure::Other)?;
+            let (chunk, outcomes) = decode(&message)?;
             tasks_done[worker] += outcomes.len() as u64;
             take(chunk * chunksize, outcomes);
             received += 1;
@@ -273,14 +438,18 @@ fn read_results<R: DeserializeOwned>(
 /// "broken" (BrokenProcessPool); its `Pool` would wait forever for the lost tasks.
 fn broken(workers: &[Worker], failure: Failure) -> String {
     let mut running: Vec<Pid> = workers.iter().map(|w| w.pid).collect();
+    let died = |i: usize, code: String| {
+        let pid = workers[i].pid;
+        format!("a worker process died: pool is broken: worker {i} (pid {pid}) failed with exitcode {code}")
+    };
     let what = match failure {
         Failure::Died(i) => {
-            let pid = workers[i].pid;
-            running.retain(|&p| p != pid);
-            let code = join(pid).map_or_else(|e| format!("unknown ({e})"), |code| code.to_string());
-            format!(
-                "a worker process died: pool is broken: worker {i} (pid {pid}) failed with exitcode {code}"
-            )
+            running.retain(|&p| p != workers[i].pid);
+            died(i, join(workers[i].pid).map_or_else(|e| format!("unknown ({e})"), |code| code.to_string()))
+        }
+        Failure::Ended(i, code) => {
+            running.retain(|&p| p != workers[i].pid);
+            died(i, code.to_string())
         }
         Failure::Other(error) => format!("pool is broken: {error:#}"),
     };
@@ -290,29 +459,60 @@ fn broken(workers: &[Worker], failure: Failure) -> String {
 // ANCHOR_END: broken
 
 // ANCHOR: work
-/// A worker's whole life: run the initializer, then take chunks of tasks until the sentinel
-/// (or EOF: the parent is gone), and send back each chunk's outcomes. A task that panics is
-/// caught and reported, and the worker goes on.
+/// A worker's whole life: run the initializer, then take chunks of tasks (`next`) until the
+/// sentinel, and send back each chunk's outcomes (`reply`). A task that panics is caught
+/// and reported, and the worker goes on.
 fn work<T: DeserializeOwned, R: Serialize>(
     number: usize,
-    mut socket: UnixStream,
     initializer: fn(usize),
     task: fn(T) -> R,
+    mut next: impl FnMut() -> anyhow::Result<Vec<u8>>,
+    mut reply: impl FnMut(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     initializer(number);
-    while let Some(message) = recv(&mut socket).context("read tasks")? {
+    loop {
+        let message = next()?;
         if message == SENTINEL {
-            break;
+            return Ok(());
         }
         let (chunk, items): (usize, Vec<T>) = serde_json::from_slice(&message).context("decode tasks")?;
         let outcomes: Vec<Outcome<R>> = items
             .into_iter()
             .map(|item| catch_unwind(AssertUnwindSafe(|| task(item))).map_err(panic_message))
             .collect();
-        let reply = serde_json::to_vec(&(chunk, outcomes)).context("encode results")?;
-        send(&mut socket, &reply).context("send results")?;
+        let encoded = serde_json::to_vec(&(chunk, outcomes)).context("encode results")?;
+        reply(&encoded)?;
     }
-    Ok(())
+}
+
+/// A worker on a socketpair. EOF means the parent is gone: the worker ends, as at the sentinel.
+fn work_on_socket<T: DeserializeOwned, R: Serialize>(
+    number: usize,
+    socket: UnixStream,
+    initializer: fn(usize),
+    task: fn(T) -> R,
+) -> anyhow::Result<()> {
+    let next = || Ok(recv(&mut &socket).context("read tasks")?.unwrap_or_default());
+    let reply = |results: &[u8]| send(&mut &socket, results).context("send results");
+    work(number, initializer, task, next, reply)
+}
+
+/// A worker on rings: results go up, and then the bell rings for the parent.
+fn work_on_rings<T: DeserializeOwned, R: Serialize>(
+    number: usize,
+    (down, up): &(Ring, Ring),
+    bell: &Bell,
+    wait: Wait,
+    initializer: fn(usize),
+    task: fn(T) -> R,
+) -> anyhow::Result<()> {
+    let next = || down.recv(wait).context("read tasks");
+    let reply = |results: &[u8]| {
+        up.send(results, wait).context("send results")?;
+        bell.ring();
+        Ok(())
+    };
+    work(number, initializer, task, next, reply)
 }
 // ANCHOR_END: work
 
@@ -354,7 +554,12 @@ impl<T, R> Pool<T, R> {
     fn shutdown(&mut self) -> anyhow::Result<()> {
         let workers = std::mem::take(&mut self.workers);
         for worker in &workers {
-            let _ = send(&mut &worker.socket, SENTINEL); // a dead worker cannot read it: fine
+            // A dead worker cannot read it: fine. A ring with no room gets none (the worker
+            // is stuck or dead, and is killed after the grace).
+            let _ = match &worker.channel {
+                Channel::Socket(socket) => send(&mut &*socket, SENTINEL).is_ok(),
+                Channel::Rings(rings) => rings.0.try_send(SENTINEL),
+            };
         }
         let mut codes: Vec<Option<ExitCode>> = vec![None; workers.len()];
         let deadline = Instant::now() + GRACE;

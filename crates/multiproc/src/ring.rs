@@ -126,7 +126,7 @@ impl Ring {
                 if head - tail == WORDS as u64 {
                     self.publish(head);
                     let room = || head - self.tail.load(Acquire) < WORDS as u64;
-                    self.wait(&self.sender_asleep, room, wait, "room in a ring")?;
+                    wait_for(&self.sender_asleep, room, wait, "room in a ring")?;
                     tail = self.tail.load(Acquire);
                 }
             }
@@ -144,6 +144,23 @@ impl Ring {
         wake(&self.receiver_asleep);
     }
     // ANCHOR_END: send
+
+    /// Send `message` only if it fits in the room the ring has now, whole; whether it did.
+    /// Never waits: for a sender that must not block while its receiver may be blocked on it.
+    pub fn try_send(&self, message: &[u8]) -> bool {
+        let words = 1 + message.len().div_ceil(8) as u64;
+        let used = self.head.load(Relaxed) - self.tail.load(Acquire);
+        if used + words > WORDS as u64 {
+            return false;
+        }
+        // It fits: `send` will find room for every word without waiting.
+        self.send(message, Wait::Spin).is_ok()
+    }
+
+    /// Whether the ring holds nothing to receive (for its receiver, which alone empties it).
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Acquire) == self.tail.load(Relaxed)
+    }
 
     // ANCHOR: recv
     /// Receive the next message (the receiver's side) into `message`, replacing what it
@@ -174,7 +191,7 @@ impl Ring {
                 // Empty. Give the sender the room read so far, and wait for a word.
                 self.give_back(*tail);
                 let written = || *tail != self.head.load(Acquire);
-                self.wait(&self.receiver_asleep, written, wait, "a message in a ring")?;
+                wait_for(&self.receiver_asleep, written, wait, "a message in a ring")?;
                 *head = self.head.load(Acquire);
             }
         }
@@ -197,27 +214,21 @@ impl Ring {
         self.recv_into(&mut message, wait)?;
         Ok(message)
     }
+}
 
-    // ANCHOR: wait_until
-    /// Wait, as `wait` says, until `ready()`. `asleep` is this side's flag: 1 while it may be
-    /// asleep on it, so that the other side knows to wake it.
-    fn wait(
-        &self,
-        asleep: &Futex<Shared>,
-        ready: impl Fn() -> bool,
-        wait: Wait,
-        what: &str,
-    ) -> anyhow::Result<()> {
-        proc::faults::waiting(what); // a test may end this process here
-        match wait {
-            Wait::Spin => spin(&ready, None, false, what).map(drop),
-            Wait::SpinYield => spin(&ready, None, true, what).map(drop),
-            Wait::Sleep => sleep(asleep, &ready, what),
-            Wait::SpinThenSleep(limit) => match spin(&ready, Some(limit), false, what)? {
-                true => Ok(()),
-                false => sleep(asleep, &ready, what),
-            },
-        }
+// ANCHOR: wait_until
+/// Wait, as `wait` says, until `ready()`. `asleep` is the waiting side's flag: 1 while it
+/// may be asleep on it, so that the other side knows to wake it.
+fn wait_for(asleep: &Futex<Shared>, ready: impl Fn() -> bool, wait: Wait, what: &str) -> anyhow::Result<()> {
+    proc::faults::waiting(what); // a test may end this process here
+    match wait {
+        Wait::Spin => spin(&ready, None, false, what).map(drop),
+        Wait::SpinYield => spin(&ready, None, true, what).map(drop),
+        Wait::Sleep => sleep(asleep, &ready, what),
+        Wait::SpinThenSleep(limit) => match spin(&ready, Some(limit), false, what)? {
+            true => Ok(()),
+            false => sleep(asleep, &ready, what),
+        },
     }
 }
 
@@ -288,6 +299,35 @@ fn wake(asleep: &Futex<Shared>) {
     }
 }
 // ANCHOR_END: wait_until
+
+// ANCHOR: bell
+/// A doorbell in shared memory, for one process that waits for any of several rings (a
+/// pool's parent, for results from every worker): each sender rings it after `send`, and
+/// the waiter sleeps on it once every ring is empty. The same handshake as a ring's.
+#[repr(C)]
+pub struct Bell {
+    asleep: CacheLine<Futex<Shared>>,
+}
+
+// SAFETY: one Futex<Shared> (an AtomicU32) and padding: valid as zeros, no pointer, changed
+// only atomically.
+unsafe impl Shareable for Bell {}
+
+impl Bell {
+    /// After a `send`: wake the waiter if it may be asleep (a fence and a load when not).
+    pub fn ring(&self) {
+        wake(&self.asleep);
+    }
+
+    /// Wait, as `wait` says, until `ready()` (say, one of the rings is not empty).
+    pub fn wait_until(&self, ready: impl Fn() -> bool, wait: Wait, what: &str) -> anyhow::Result<()> {
+        if ready() {
+            return Ok(());
+        }
+        wait_for(&self.asleep, ready, wait, what)
+    }
+}
+// ANCHOR_END: bell
 
 /// Up to 8 bytes as a word, little-endian, padded with zeros.
 fn word(bytes: &[u8]) -> u64 {

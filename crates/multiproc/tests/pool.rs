@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use multiproc::pool::Pool;
+use multiproc::pool::{Pool, Transport};
+use multiproc::ring::{WORDS, Wait};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill, raise};
 use nix::sys::wait::{WaitPidFlag, waitpid};
@@ -16,19 +17,33 @@ fn main() {
     let mut args = Arguments::from_args();
     args.test_threads = Some(1); // the main thread, where forking is sound
     let tests = [
-        ("map-keeps-input-order", map_keeps_input_order as fn() -> Result<(), Failed>),
+        ("map-keeps-input-order", map_keeps_input_order as fn(Transport) -> Result<(), Failed>),
         ("imap-unordered-gives-every-result-once", imap_unordered_gives_every_result_once),
         ("default-chunksize-is-pythons", default_chunksize_is_pythons),
         ("a-panicking-task-is-named-and-the-workers-live-on", a_panicking_task_is_named),
         ("a-killed-worker-breaks-the-pool-without-a-hang", a_killed_worker_breaks_the_pool),
         ("a-worker-dying-mid-map-breaks-the-pool", a_worker_dying_mid_map),
+        ("big-tasks-and-results-pass-whole", big_tasks_and_results_pass_whole),
         ("close-joins-every-worker", close_joins_every_worker),
         ("drop-leaves-no-worker", drop_leaves_no_worker),
     ];
-    let trials = tests
-        .into_iter()
-        .map(|(name, test)| Trial::test(name, move || test().and_then(|()| no_children_left())));
+    // Every test, over each transport: the same behaviour is promised for both.
+    let transports = [("socketpair", Transport::Socketpair), ("rings", Transport::Rings(Wait::ADAPTIVE))];
+    let trials = transports.into_iter().flat_map(|(label, transport)| {
+        tests.into_iter().map(move |(name, test)| {
+            Trial::test(format!("{label}/{name}"), move || test(transport).and_then(|()| no_children_left()))
+        })
+    });
     libtest_mimic::run(&args, trials.collect()).exit();
+}
+
+/// A pool of `processes` workers running `task`, over `transport`.
+fn pool<T, R>(processes: usize, transport: Transport, task: fn(T) -> R) -> Result<Pool<T, R>, Failed>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    R: serde::Serialize + serde::de::DeserializeOwned,
+{
+    Ok(Pool::with_transport(Some(processes), transport, task)?)
 }
 
 fn check(ok: bool, message: impl FnOnce() -> String) -> Result<(), Failed> {
@@ -49,8 +64,8 @@ fn slow_square(x: u64) -> u64 {
     x * x
 }
 
-fn map_keeps_input_order() -> Result<(), Failed> {
-    let mut pool = Pool::new(Some(3), slow_square)?;
+fn map_keeps_input_order(transport: Transport) -> Result<(), Failed> {
+    let mut pool = pool(3, transport, slow_square)?;
     let items: Vec<u64> = (0..60).collect();
     let expected: Vec<u64> = items.iter().map(|x| x * x).collect();
     for chunksize in [Some(1), Some(7), None, Some(100)] {
@@ -61,8 +76,8 @@ fn map_keeps_input_order() -> Result<(), Failed> {
     Ok(pool.close()?)
 }
 
-fn imap_unordered_gives_every_result_once() -> Result<(), Failed> {
-    let mut pool = Pool::new(Some(3), slow_square)?;
+fn imap_unordered_gives_every_result_once(transport: Transport) -> Result<(), Failed> {
+    let mut pool = pool(3, transport, slow_square)?;
     let items: Vec<u64> = (0..100).collect();
     let arrived = pool.imap_unordered(&items, 5)?;
     let mut sorted = arrived.clone();
@@ -77,10 +92,10 @@ fn imap_unordered_gives_every_result_once() -> Result<(), Failed> {
     Ok(pool.close()?)
 }
 
-fn default_chunksize_is_pythons() -> Result<(), Failed> {
+fn default_chunksize_is_pythons(transport: Transport) -> Result<(), Failed> {
     // Python: chunksize, extra = divmod(len, 4 * processes); if extra: chunksize += 1
     for (processes, items, expected) in [(4, 1000, 63), (2, 1000, 125), (4, 5, 1), (4, 0, 1)] {
-        let pool = Pool::<u64, u64>::new(Some(processes), |x| x)?;
+        let pool = pool::<u64, u64>(processes, transport, |x| x)?;
         let got = pool.default_chunksize(items);
         check(got == expected, || format!("{items} items on {processes} workers: chunksize {got}"))?;
         pool.close()?;
@@ -95,8 +110,8 @@ fn unlucky(x: u64) -> u64 {
     x
 }
 
-fn a_panicking_task_is_named() -> Result<(), Failed> {
-    let mut pool = Pool::new(Some(2), unlucky)?;
+fn a_panicking_task_is_named(transport: Transport) -> Result<(), Failed> {
+    let mut pool = pool(2, transport, unlucky)?;
     let pids = pool.pids();
     let items: Vec<u64> = (1..=20).collect();
     let error = pool.map(&items, Some(3)).err().ok_or("map over a panicking task succeeded")?.to_string();
@@ -106,8 +121,8 @@ fn a_panicking_task_is_named() -> Result<(), Failed> {
     Ok(pool.close()?)
 }
 
-fn a_killed_worker_breaks_the_pool() -> Result<(), Failed> {
-    let mut pool = Pool::new(Some(2), |x: u64| x + 1)?;
+fn a_killed_worker_breaks_the_pool(transport: Transport) -> Result<(), Failed> {
+    let mut pool = pool(2, transport, |x: u64| x + 1)?;
     let victim = pool.pids()[1];
     kill(victim, Signal::SIGKILL)?;
     let error =
@@ -133,16 +148,28 @@ fn die_on_13(x: u64) -> u64 {
     x
 }
 
-fn a_worker_dying_mid_map() -> Result<(), Failed> {
-    let mut pool = Pool::new(Some(2), die_on_13)?;
+fn a_worker_dying_mid_map(transport: Transport) -> Result<(), Failed> {
+    let mut pool = pool(2, transport, die_on_13)?;
     let items: Vec<u64> = (0..1000).collect();
     let error = pool.map(&items, Some(2)).err().ok_or("map with a dying worker succeeded")?.to_string();
     check(error.contains("pool is broken") && error.contains("exitcode -9 (SIGKILL)"), || error.clone())?;
     Ok(())
 }
 
-fn close_joins_every_worker() -> Result<(), Failed> {
-    let mut pool = Pool::new(Some(3), |x: u64| x)?;
+/// Tasks and results longer than a ring (and than a socket's buffer): they go in pieces.
+fn big_tasks_and_results_pass_whole(transport: Transport) -> Result<(), Failed> {
+    let mut pool = pool(2, transport, |text: String| text.repeat(3))?;
+    let items: Vec<String> = (0..12).map(|i| format!("{i:>5}").repeat(WORDS * 8 / 5 * (i % 4))).collect();
+    let expected: Vec<String> = items.iter().map(|t| t.repeat(3)).collect();
+    for chunksize in [Some(1), Some(5)] {
+        let results = pool.map(&items, chunksize)?;
+        check(results == expected, || format!("big items with chunksize {chunksize:?} came back changed"))?;
+    }
+    Ok(pool.close()?)
+}
+
+fn close_joins_every_worker(transport: Transport) -> Result<(), Failed> {
+    let mut pool = pool(3, transport, |x: u64| x)?;
     pool.map(&[1, 2, 3], None)?;
     let pids = pool.pids();
     pool.close()?;
@@ -155,8 +182,8 @@ fn close_joins_every_worker() -> Result<(), Failed> {
     Ok(())
 }
 
-fn drop_leaves_no_worker() -> Result<(), Failed> {
-    let mut pool = Pool::new(Some(2), |x: u64| x)?;
+fn drop_leaves_no_worker(transport: Transport) -> Result<(), Failed> {
+    let mut pool = pool(2, transport, |x: u64| x)?;
     pool.map(&[1], None)?;
     drop(pool);
     Ok(())
