@@ -497,7 +497,7 @@ fn work_on_socket<T: DeserializeOwned, R: Serialize>(
     work(number, initializer, task, next, reply)
 }
 
-/// A worker on rings: results go up, and then the bell rings for the parent.
+/// A worker on rings: results go up, and the bell rings for the parent as they do.
 fn work_on_rings<T: DeserializeOwned, R: Serialize>(
     number: usize,
     (down, up): &(Ring, Ring),
@@ -507,11 +507,7 @@ fn work_on_rings<T: DeserializeOwned, R: Serialize>(
     task: fn(T) -> R,
 ) -> anyhow::Result<()> {
     let next = || down.recv(wait).context("read tasks");
-    let reply = |results: &[u8]| {
-        up.send(results, wait).context("send results")?;
-        bell.ring();
-        Ok(())
-    };
+    let reply = |results: &[u8]| up.send_ringing(results, wait, Some(bell)).context("send results");
     work(number, initializer, task, next, reply)
 }
 // ANCHOR_END: work

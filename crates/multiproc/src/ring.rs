@@ -29,9 +29,13 @@ use crate::proc;
 use crate::shm::Shareable;
 
 // ANCHOR: ring
-/// Words of 8 bytes a ring holds: 8 KiB of messages in flight. A power of two, so that a
-/// position in the ring is a count's lowest bits.
-pub const WORDS: usize = 1024;
+/// Words of 8 bytes a ring holds: 64 KiB of messages in flight (a pool's chunk of a few
+/// thousand small items fits whole). A power of two, so that a position in the ring is a
+/// count's lowest bits.
+pub const WORDS: usize = 8192;
+/// A long message moves in steps of a quarter ring: the sender publishes, and the receiver
+/// gives back room, every `STEP` words, so that both work at once.
+const STEP: u64 = WORDS as u64 / 4;
 
 /// A one-way channel in shared memory. Messages are words: each message is its length in
 /// bytes, then its bytes, 8 to a word (the last one padded with zeros).
@@ -113,6 +117,16 @@ impl Ring {
     /// Send `message` (the sender's side): its length, then its bytes, into the ring. A
     /// message longer than the ring goes in pieces, as the receiver makes room.
     pub fn send(&self, message: &[u8], wait: Wait) -> anyhow::Result<()> {
+        self.send_ringing(message, wait, None)
+    }
+
+    /// [`Ring::send`], ringing `bell` each time words are published (the first piece of a
+    /// long message included: a receiver asleep on the bell must not wait for the last).
+    pub fn send_ringing(&self, message: &[u8], wait: Wait, bell: Option<&Bell>) -> anyhow::Result<()> {
+        let publish = |head| {
+            self.publish(head);
+            bell.map(Bell::ring);
+        };
         let length = std::iter::once(message.len() as u64);
         let words = length.chain(message.chunks(8).map(word));
         let mut head = self.head.load(Relaxed); // only this side stores it
@@ -124,7 +138,7 @@ impl Ring {
                 // have what is written so far, and wait for room.
                 tail = self.tail.load(Acquire);
                 if head - tail == WORDS as u64 {
-                    self.publish(head);
+                    publish(head);
                     let room = || head - self.tail.load(Acquire) < WORDS as u64;
                     wait_for(&self.sender_asleep, room, wait, "room in a ring")?;
                     tail = self.tail.load(Acquire);
@@ -132,8 +146,11 @@ impl Ring {
             }
             self.slots[head as usize % WORDS].store(word, Relaxed);
             head += 1;
+            if head.is_multiple_of(STEP) {
+                publish(head); // a long message: the receiver may start on it
+            }
         }
-        self.publish(head);
+        publish(head);
         Ok(())
     }
 
@@ -197,6 +214,9 @@ impl Ring {
         }
         let word = self.slots[*tail as usize % WORDS].load(Relaxed);
         *tail += 1;
+        if tail.is_multiple_of(STEP) {
+            self.give_back(*tail); // a long message: the sender may go on with it
+        }
         Ok(word)
     }
 
@@ -387,6 +407,23 @@ mod tests {
             }
         });
         assert_eq!(ring.receiver_asleep.value.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn a_bell_rings_for_the_first_piece_of_a_long_message() {
+        // SAFETY: as in `ring`: zeros are a valid Bell.
+        let bell: Box<Bell> = unsafe { Box::new_zeroed().assume_init() };
+        let (ring, long) = (ring(), vec![1u8; 3 * WORDS * 8]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(10)); // the receiver is asleep by now
+                ring.send_ringing(&long, Wait::Sleep, Some(&bell)).unwrap();
+            });
+            // The message is 3 rings long: the sender fills the ring and waits for room. Rung
+            // only at the end, the bell would never ring, and both would sleep forever.
+            bell.wait_until(|| !ring.is_empty(), Wait::Sleep, "a message").unwrap();
+            assert!(ring.recv(Wait::Sleep).unwrap() == long);
+        });
     }
 
     #[test]

@@ -272,6 +272,16 @@ pub fn times(time: Duration, base: Duration) -> String {
     format!("{}x", short_ratio(time.as_secs_f64() / base.as_secs_f64()))
 }
 
+/// The CPU time process `pid` has used so far, as the kernel counts it: the first field of
+/// /proc/PID/schedstat, in nanoseconds (what an idle waiter burns is measured so).
+pub fn cpu_time(pid: nix::unistd::Pid) -> anyhow::Result<Duration> {
+    use anyhow::Context;
+    let path = format!("/proc/{pid}/schedstat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    let nanos = text.split_whitespace().next().and_then(|field| field.parse().ok());
+    Ok(Duration::from_nanos(nanos.with_context(|| format!("no CPU time in {path}: {text:?}"))?))
+}
+
 /// Seconds, in the unit that suits them: `8.41 µs`, `1.20 ms`, `0.503 s`.
 pub fn duration(seconds: f64) -> String {
     match seconds {

@@ -1,7 +1,7 @@
 """fast_lane.py: a ring buffer in shared memory between two processes, the Python twin of
 lesson-fast-lane.
 
-The same ring as the Rust kit's (a head, a tail, 1024 slots of 8 bytes; each message its
+The same ring as the Rust kit's (a head, a tail, 8192 slots of 8 bytes; each message its
 length, then its bytes) in an anonymous shared mapping made before fork, read and written
 through a memoryview. Python has no futex, so its waits are the two that need none: spin,
 and spin with sched_yield. Beside it, multiprocessing's Pipe, whose recv sleeps in the
@@ -32,7 +32,7 @@ IDLE_S = 0.2  # how long section 3's waiter waits for nothing
 
 
 # ANCHOR: ring
-WORDS = 1024  # slots of 8 bytes, as in the Rust kit's ring
+WORDS = 8192  # slots of 8 bytes, as in the Rust kit's ring
 HEAD, TAIL, SLOTS = 0, 16, 32  # word offsets: head and tail 128 bytes apart
 
 
@@ -105,7 +105,7 @@ def messages():
     down, up = Ring(), Ring()
     child = FORK.Process(target=echo_three, args=(down, up), name="echo")
     child.start()
-    for message in [b"ping", b"hello from the parent", bytes([7]) * 20_000]:
+    for message in [b"ping", b"hello from the parent", bytes([7]) * 200_000]:
         down.send(message, spin)
         answer = up.recv(spin)
         print(f"   sent {len(message)} bytes; the child: {answer.decode()}")

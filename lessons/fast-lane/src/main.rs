@@ -20,8 +20,7 @@ use multiproc::proc::{Children, ExitCode, fork_named, fork_named_closing, join, 
 use multiproc::ring::{Ring, Wait};
 use multiproc::shm::Shared;
 use nix::sys::signal::{Signal, raise};
-use nix::unistd::Pid;
-use plumbing::measure::{duration, times};
+use plumbing::measure::{cpu_time, duration, times};
 use plumbing::varies::varies;
 use plumbing::{Args, Bench, Case, Lesson};
 
@@ -59,7 +58,7 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     // Two rings, one each way, made before fork: the child maps the same pages.
     let rings = Shared::<(Ring, Ring)>::new()?;
     let (down, up) = &*rings;
-    let big = vec![7u8; 20_000]; // longer than a ring (8 KiB): it goes in pieces
+    let big = vec![7u8; 200_000]; // longer than a ring (64 KiB): it goes in pieces
     let echo = fork_named("echo", || -> anyhow::Result<()> {
         for _ in 0..3 {
             let message = down.recv(Wait::ADAPTIVE)?;
@@ -205,7 +204,7 @@ fn timed_trips(
 
 // ANCHOR: idle_cpu
 /// A child waits `idle` on an empty ring; the share of one CPU it burnt meanwhile, as the
-/// kernel counts its time on a CPU (/proc/PID/schedstat, in nanoseconds).
+/// kernel counts its time on a CPU (`cpu_time` reads /proc/PID/schedstat, in nanoseconds).
 fn idle_cpu(idle: Duration, wait: Wait) -> anyhow::Result<f64> {
     let ring = Shared::<Ring>::new()?;
     let mut children = Children::new("waiter");
@@ -219,13 +218,6 @@ fn idle_cpu(idle: Duration, wait: Wait) -> anyhow::Result<f64> {
     Ok(used.as_secs_f64() / idle.as_secs_f64())
 }
 
-/// The CPU time `pid` has used so far: the first field of /proc/PID/schedstat.
-fn cpu_time(pid: Pid) -> anyhow::Result<Duration> {
-    let path = format!("/proc/{pid}/schedstat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-    let nanos = text.split_whitespace().next().and_then(|field| field.parse().ok());
-    Ok(Duration::from_nanos(nanos.with_context(|| format!("no CPU time in {path}: {text:?}"))?))
-}
 // ANCHOR_END: idle_cpu
 
 // ANCHOR: never

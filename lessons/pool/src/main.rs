@@ -13,10 +13,13 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use multiproc::pool::Pool;
+use multiproc::pool::{Pool, Transport};
 use multiproc::proc::{fork_child, join_all};
+use multiproc::ring::{Ring, Wait};
+use multiproc::shm::Shared;
 use multiproc::wire::{recv, send};
 use nix::sys::signal::{Signal, kill};
+use plumbing::measure::cpu_time;
 use plumbing::{Args, Bench, Case, Lesson, fault, varies};
 
 const LESSON: Lesson = Lesson {
@@ -132,6 +135,19 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
     println!("   map again: the same error at once: {}", error.to_string().contains("pool is broken"));
     println!("   workers left: {} (the dead one was reaped, the other killed and reaped)", pool.pids().len());
     // ANCHOR_END: broken
+
+    // ANCHOR: rings
+    println!("7. The fast lane: Pool({WORKERS}) over rings in shared memory, not socketpairs");
+    let mut pool = Pool::with_transport(Some(WORKERS), Transport::Rings(Wait::ADAPTIVE), square)?;
+    let items: Vec<u64> = (0..ITEMS).collect();
+    let squares: Vec<u64> = items.iter().map(|&x| square(x)).collect();
+    let one_by_one = pool.map(&items, Some(1))?;
+    println!("   map(square, range({ITEMS}), chunksize=1): the same results: {}", one_by_one == squares);
+    let arrived = pool.imap_unordered(&items, CHUNK)?;
+    println!("   imap_unordered, chunksize={CHUNK}: {} results, each once", arrived.len());
+    pool.close()?;
+    println!("   closed: all {WORKERS} workers exited with exitcode 0");
+    // ANCHOR_END: rings
     Ok(())
 }
 
@@ -178,18 +194,28 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         ensure!(squares == expected, "the loop went wrong");
         Ok(())
     })?;
-    bench.run_timed(tasks("round trip per task, 1 worker, no pool").vs(SERIAL), || round_trips(n))?;
-    let mut pool = Pool::new(Some(MEASURE_WORKERS), square)?;
-    for (name, chunksize) in [("pool.map, chunksize 1", Some(1)), ("pool.map, default chunksize", None)] {
-        bench.run_timed(tasks(name).vs(SERIAL), || {
-            let start = Instant::now();
-            let squares = pool.map(&items, chunksize)?;
-            let time = start.elapsed();
-            ensure!(squares == expected, "the pool returned other results");
-            Ok(time)
-        })?;
+    let socket_trip = "round trip per task, 1 worker, no pool";
+    bench.run_timed(tasks(socket_trip).vs(SERIAL), || round_trips(n))?;
+    bench.run_timed(tasks(&format!("{socket_trip}, on rings")).vs(socket_trip), || ring_round_trips(n))?;
+    // The same pool over each transport: on rings, each row against its socketpair row.
+    for (transport, on) in [(Transport::Socketpair, ""), (Transport::Rings(Wait::ADAPTIVE), ", on rings")] {
+        let mut pool = Pool::with_transport(Some(MEASURE_WORKERS), transport, square)?;
+        for (name, chunksize) in [("pool.map, chunksize 1", Some(1)), ("pool.map, default chunksize", None)] {
+            let case = tasks(&format!("{name}{on}")).vs(if on.is_empty() { SERIAL } else { name });
+            bench.run_timed(case, || {
+                let start = Instant::now();
+                let squares = pool.map(&items, chunksize)?;
+                let time = start.elapsed();
+                ensure!(squares == expected, "the pool returned other results");
+                Ok(time)
+            })?;
+        }
+        // What the workers burn between maps: nothing to do for a second after one.
+        let idle = args.pick(Duration::from_secs(1), Duration::from_millis(50));
+        let case = Case::new(&format!("CPU time {MEASURE_WORKERS} idle workers burn per second{on}"));
+        bench.run_timed(case, || idle_workers(&mut pool, idle))?;
+        pool.close()?;
     }
-    pool.close()?;
 
     // CPU-bound tasks, a few ms each: the speedup that the overhead buys.
     let count = args.pick(40, 4);
@@ -246,6 +272,46 @@ fn round_trips(n: u64) -> anyhow::Result<Duration> {
     Ok(time)
 }
 // ANCHOR_END: round_trip
+
+// ANCHOR: ring_round_trip
+/// The same mechanism on the fast lane: two rings in shared memory instead of a socketpair
+/// (an empty message ends the child).
+fn ring_round_trips(n: u64) -> anyhow::Result<Duration> {
+    let rings = Shared::<(Ring, Ring)>::new()?;
+    let (down, up, wait) = (&rings.0, &rings.1, Wait::ADAPTIVE);
+    let child = fork_child(|| -> anyhow::Result<()> {
+        loop {
+            let task = down.recv(wait)?;
+            if task.is_empty() {
+                return Ok(());
+            }
+            let x = u64::from_le_bytes(task.as_slice().try_into()?);
+            up.send(&square(x).to_le_bytes(), wait)?;
+        }
+    })?;
+    let start = Instant::now();
+    for x in 0..n {
+        down.send(&x.to_le_bytes(), wait)?;
+        ensure!(up.recv(wait)? == square(x).to_le_bytes(), "a wrong result for {x}");
+    }
+    let time = start.elapsed();
+    down.send(b"", wait)?;
+    join_all(&[child])?; // it must have succeeded, or this is an error naming it
+    Ok(time)
+}
+// ANCHOR_END: ring_round_trip
+
+/// One map to wake the workers, then `idle` with nothing to do: the CPU time all of them
+/// burn meanwhile, per second (`cpu_time` reads /proc/PID/schedstat).
+fn idle_workers(pool: &mut Pool<u64, u64>, idle: Duration) -> anyhow::Result<Duration> {
+    pool.map(&[1, 2, 3, 4], Some(1))?;
+    let pids = pool.pids();
+    let used =
+        |pids: &[nix::unistd::Pid]| pids.iter().map(|&pid| cpu_time(pid)).sum::<anyhow::Result<Duration>>();
+    let before = used(&pids)?;
+    std::thread::sleep(idle);
+    Ok((used(&pids)? - before).div_f64(idle.as_secs_f64()))
+}
 
 /// A CPU-bound task: `spins` steps of a xorshift generator seeded with `seed`.
 fn spin((seed, spins): (u64, u64)) -> u64 {
