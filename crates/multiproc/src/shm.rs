@@ -398,6 +398,55 @@ pub fn populate<T: Plain>(part: &mut [T]) -> Populated {
 }
 // ANCHOR_END: populate
 
+// ANCHOR: atomics
+/// `len` atomic 64-bit words, zeroed, in memory shared with every child forked after it was
+/// made: an array without a lock that any process may read and write at any time, each word
+/// on its own (an `f64` travels as its bits: `to_bits`, `from_bits`). For workers that live
+/// on while the parent reads what they wrote, where `Array::fork_parts` would need them gone.
+pub struct Atomics {
+    region: Region,
+    len: usize,
+}
+
+impl Atomics {
+    pub fn new(len: usize) -> anyhow::Result<Atomics> {
+        let bytes = len.checked_mul(8).context("too many words for one region")?;
+        Ok(Atomics { region: Region::new(bytes.max(1))?, len })
+    }
+
+    /// Fault in the pages of `words` in this process's page table, writable, as [`populate`]
+    /// does for a part of an `Array`. The values are unchanged.
+    pub fn populate(&self, words: Range<usize>) -> Populated {
+        let words = &self[words];
+        let Some(first_word) = words.first() else { return Populated::ByTouch };
+        let start = first_word.as_ptr() as usize;
+        let (first, end) = (start.next_multiple_of(PAGE), (start + words.len() * 8) / PAGE * PAGE);
+        if let Some(at) = NonNull::new(first as *mut std::ffi::c_void).filter(|_| first < end) {
+            // SAFETY: the pages [first, end) lie wholly inside `words`, which are mapped for
+            // as long as `self` lives. MADV_POPULATE_WRITE changes no byte: it fills this
+            // process's page table as a write would; other processes see nothing change.
+            if unsafe { madvise(at, end - first, MmapAdvise::MADV_POPULATE_WRITE) }.is_ok() {
+                return Populated::InOneCall;
+            }
+        }
+        for word in words.iter().step_by(PAGE / 8) {
+            word.fetch_add(0, Ordering::Relaxed); // a write that changes nothing, atomically
+        }
+        Populated::ByTouch
+    }
+}
+
+impl Deref for Atomics {
+    type Target = [AtomicU64];
+    fn deref(&self) -> &[AtomicU64] {
+        // SAFETY: the region holds `len` AtomicU64s from its start, page-aligned (AtomicU64
+        // needs 8), zeroed (a valid value). They change only atomically, in any process, so
+        // shared references are sound however many processes use them at once.
+        unsafe { std::slice::from_raw_parts(self.region.at(0).cast::<AtomicU64>(), self.len) }
+    }
+}
+// ANCHOR_END: atomics
+
 /// The lock at the start of a Value's or an Array's region.
 fn lock_of(region: &Region) -> &Lock {
     // SAFETY: every Value and Array region starts with its Lock (zeroed: free), at offset 0,
@@ -464,6 +513,16 @@ fn misfit<T>(offset: usize, e: bytemuck::PodCastError) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomics_start_zeroed_and_populate_changes_no_value() {
+        let words = Atomics::new(3 * PAGE).unwrap();
+        assert!(words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+        words[PAGE].store(7, Ordering::Relaxed);
+        words.populate(0..words.len());
+        let total: u64 = words.iter().map(|w| w.load(Ordering::Relaxed)).sum();
+        assert_eq!((words.len(), total), (3 * PAGE, 7));
+    }
 
     #[test]
     fn populate_changes_no_value_and_spares_the_faults() {

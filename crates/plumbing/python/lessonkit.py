@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import multiprocessing.util
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -178,6 +179,11 @@ def pick(args, full, quick):
     return quick if args.quick else full
 
 
+def _faults_so_far():
+    """Minor page faults so far of this process, and of its children that have been reaped."""
+    return sum(resource.getrusage(who).ru_minflt for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 class Bench:
     """Runs cases and prints their records (with --json) or a small table."""
 
@@ -194,15 +200,21 @@ class Bench:
         print(f"measuring {case:<36}", end="", file=sys.stderr, flush=True)
 
         def once():
+            """(seconds, page faults): the faults of this process and of the children it
+            reaped during the run, as the Rust bench counts them."""
+            before = _faults_so_far()
             if timed:
-                return one_run()
-            start = time.perf_counter()
-            one_run()
-            return time.perf_counter() - start
+                seconds = one_run()
+            else:
+                start = time.perf_counter()
+                one_run()
+                seconds = time.perf_counter() - start
+            return seconds, _faults_so_far() - before
 
         if not self.args.quick:
             once()
-        times = sorted(once() for _ in range(self.args.runs))
+        runs = sorted(once() for _ in range(self.args.runs))
+        times = [seconds for seconds, _ in runs]
         record = {
             "lesson": self.lesson,
             "case": case,
@@ -213,6 +225,7 @@ class Bench:
             "max_s": times[-1],
             "baseline": baseline,
             "ops": ops,
+            "faults": runs[(len(runs) - 1) // 2][1],  # the median run's
         }
         if nbytes is not None:
             record["bytes"] = nbytes

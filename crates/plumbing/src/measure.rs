@@ -34,6 +34,12 @@ pub struct Record {
     /// Bytes moved per run, where that is the point of the case.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub bytes: Option<u64>,
+    /// Page faults in the median run (minor ones: a page mapped, not read from disk), by the
+    /// measuring process and every child it reaped during the run (`getrusage`), and by
+    /// long-lived workers that report their own. Records measured before faults were
+    /// counted have none.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub faults: Option<u64>,
 }
 
 impl Record {
@@ -137,6 +143,17 @@ impl Bench {
         case: Case,
         mut one_run: impl FnMut() -> anyhow::Result<Duration>,
     ) -> anyhow::Result<()> {
+        self.run_counted(case, || Ok((one_run()?, 0)))
+    }
+
+    /// [`Bench::run_timed`] for a case whose workers outlive its runs: the closure returns
+    /// its run's time and the page faults its long-lived workers took meanwhile (which
+    /// `getrusage` counts only for children that have been reaped).
+    pub fn run_counted(
+        &mut self,
+        case: Case,
+        mut one_run: impl FnMut() -> anyhow::Result<(Duration, u64)>,
+    ) -> anyhow::Result<()> {
         eprint!("measuring {:<36}", case.name);
         let _ = std::io::stderr().flush();
         multiproc::proc::line_open(true); // an error meanwhile starts on a line of its own
@@ -152,11 +169,16 @@ impl Bench {
             let _warm_up = phase(0);
             one_run()?; // warm-up: caches, page faults, lazy binding; not counted
         }
-        let mut times = Vec::with_capacity(self.runs);
+        let mut runs = Vec::with_capacity(self.runs);
         for run in 1..=self.runs {
             let _run = phase(run);
-            times.push(one_run()?.as_secs_f64());
+            let before = faults_so_far()?;
+            let (time, theirs) = one_run()?;
+            runs.push((time.as_secs_f64(), faults_so_far()? - before + theirs));
         }
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut times: Vec<f64> = runs.iter().map(|run| run.0).collect();
+        let faults = Some(runs[(runs.len() - 1) / 2].1); // the median run's
         let record = Record {
             lesson: self.lesson.to_string(),
             case: case.name,
@@ -168,6 +190,7 @@ impl Bench {
             baseline: case.baseline,
             ops: case.ops,
             bytes: case.bytes,
+            faults,
         };
         multiproc::proc::line_open(false);
         eprintln!(" {}/op", duration(record.per_op()));
@@ -211,6 +234,7 @@ impl Bench {
             baseline: case.baseline,
             ops: case.ops,
             bytes: case.bytes,
+            faults: None,
         };
         self.push(record);
         Ok(())
@@ -260,6 +284,23 @@ impl Bench {
     }
 }
 
+/// Minor page faults so far of this process, and of its children that have been reaped.
+pub fn faults_so_far() -> anyhow::Result<u64> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let mine = getrusage(UsageWho::RUSAGE_SELF)?.minor_page_faults();
+    let children = getrusage(UsageWho::RUSAGE_CHILDREN)?.minor_page_faults();
+    Ok((mine + children) as u64)
+}
+
+/// A count of page faults in few characters: `812`, `8.2k`, `1.3M`.
+pub fn count(n: u64) -> String {
+    match n {
+        n if n < 1_000 => n.to_string(),
+        n if n < 1_000_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
 fn median(times: &mut [f64]) -> f64 {
     times.sort_by(f64::total_cmp);
     let n = times.len();
@@ -294,9 +335,13 @@ pub fn duration(seconds: f64) -> String {
 
 fn rows(records: &[Record]) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let with_bytes = records.iter().any(|r| r.bytes.is_some());
+    let with_faults = records.iter().any(|r| r.faults.is_some());
     let mut header = vec!["case", "impl", "runs", "median/op", "min/op", "max/op"];
     if with_bytes {
         header.push("MiB/s");
+    }
+    if with_faults {
+        header.push("faults/run");
     }
     header.push("vs baseline");
     let rows = records
@@ -315,6 +360,9 @@ fn rows(records: &[Record]) -> (Vec<&'static str>, Vec<Vec<String>>) {
                 row.push(
                     r.bytes.map_or(String::new(), |b| format!("{:.0}", b as f64 / r.median_s / 1048576.0)),
                 );
+            }
+            if with_faults {
+                row.push(r.faults.map_or(String::new(), count));
             }
             row.push(ratio(r, records));
             row
@@ -368,9 +416,13 @@ pub fn markdown_table(records: &[Record]) -> String {
     let referenced = referenced(records);
     let mark = |case: &str| referenced.iter().position(|c| *c == case).map(circled);
     let with_bytes = records.iter().any(|r| r.bytes.is_some());
+    let with_faults = records.iter().any(|r| r.faults.is_some());
     let mut header = vec!["case", "impl", "median/op", "min/op", "max/op"];
     if with_bytes {
         header.push("MiB/s");
+    }
+    if with_faults {
+        header.push("faults/run");
     }
     header.push("vs");
     let mut out = format!("| {} |\n", header.join(" | "));
@@ -384,6 +436,9 @@ pub fn markdown_table(records: &[Record]) -> String {
         let mut row = vec![case, r.implementation.clone(), per(r.median_s), per(r.min_s), per(r.max_s)];
         if with_bytes {
             row.push(r.bytes.map_or(String::new(), |b| format!("{:.0}", b as f64 / r.median_s / 1048576.0)));
+        }
+        if with_faults {
+            row.push(r.faults.map_or(String::new(), count));
         }
         row.push(match &r.baseline {
             None => "baseline".to_string(),
@@ -449,6 +504,7 @@ mod tests {
             baseline: baseline.map(String::from),
             ops: 1000,
             bytes: None,
+            faults: None,
         }
     }
 
