@@ -399,19 +399,39 @@ pub fn populate<T: Plain>(part: &mut [T]) -> Populated {
 // ANCHOR_END: populate
 
 // ANCHOR: atomics
-/// `len` atomic 64-bit words, zeroed, in memory shared with every child forked after it was
-/// made: an array without a lock that any process may read and write at any time, each word
-/// on its own (an `f64` travels as its bits: `to_bits`, `from_bits`). For workers that live
-/// on while the parent reads what they wrote, where `Array::fork_parts` would need them gone.
-pub struct Atomics {
+/// `len` atomic words (`AtomicU64`, or `AtomicU32`), zeroed, in memory shared with every
+/// child forked after it was made: an array without a lock that any process may read and
+/// write at any time, each word on its own (an `f64` or an `f32` travels as its bits:
+/// `to_bits`, `from_bits`). For workers that live on while the parent reads what they
+/// wrote, where `Array::fork_parts` would need them gone.
+pub struct Atomics<A: Word> {
     region: Region,
     len: usize,
+    kind: PhantomData<A>,
 }
 
-impl Atomics {
-    pub fn new(len: usize) -> anyhow::Result<Atomics> {
-        let bytes = len.checked_mul(8).context("too many words for one region")?;
-        Ok(Atomics { region: Region::new(bytes.max(1))?, len })
+/// The atomics an [`Atomics`] may hold.
+pub trait Word: Shareable + Sized {
+    /// A write that changes nothing (adds 0), atomically.
+    fn touch(&self);
+}
+
+impl Word for AtomicU32 {
+    fn touch(&self) {
+        self.fetch_add(0, Ordering::Relaxed);
+    }
+}
+
+impl Word for AtomicU64 {
+    fn touch(&self) {
+        self.fetch_add(0, Ordering::Relaxed);
+    }
+}
+
+impl<A: Word> Atomics<A> {
+    pub fn new(len: usize) -> anyhow::Result<Atomics<A>> {
+        let bytes = len.checked_mul(size_of::<A>()).context("too many words for one region")?;
+        Ok(Atomics { region: Region::new(bytes.max(1))?, len, kind: PhantomData })
     }
 
     /// Fault in the pages of `words` in this process's page table, writable, as [`populate`]
@@ -419,8 +439,9 @@ impl Atomics {
     pub fn populate(&self, words: Range<usize>) -> Populated {
         let words = &self[words];
         let Some(first_word) = words.first() else { return Populated::ByTouch };
-        let start = first_word.as_ptr() as usize;
-        let (first, end) = (start.next_multiple_of(PAGE), (start + words.len() * 8) / PAGE * PAGE);
+        let start = std::ptr::from_ref(first_word) as usize;
+        let end = start + size_of_val(words);
+        let (first, end) = (start.next_multiple_of(PAGE), end / PAGE * PAGE);
         if let Some(at) = NonNull::new(first as *mut std::ffi::c_void).filter(|_| first < end) {
             // SAFETY: the pages [first, end) lie wholly inside `words`, which are mapped for
             // as long as `self` lives. MADV_POPULATE_WRITE changes no byte: it fills this
@@ -429,20 +450,19 @@ impl Atomics {
                 return Populated::InOneCall;
             }
         }
-        for word in words.iter().step_by(PAGE / 8) {
-            word.fetch_add(0, Ordering::Relaxed); // a write that changes nothing, atomically
-        }
+        words.iter().step_by(PAGE / size_of::<A>()).for_each(Word::touch);
         Populated::ByTouch
     }
 }
 
-impl Deref for Atomics {
-    type Target = [AtomicU64];
-    fn deref(&self) -> &[AtomicU64] {
-        // SAFETY: the region holds `len` AtomicU64s from its start, page-aligned (AtomicU64
-        // needs 8), zeroed (a valid value). They change only atomically, in any process, so
-        // shared references are sound however many processes use them at once.
-        unsafe { std::slice::from_raw_parts(self.region.at(0).cast::<AtomicU64>(), self.len) }
+impl<A: Word> Deref for Atomics<A> {
+    type Target = [A];
+    fn deref(&self) -> &[A] {
+        // SAFETY: the region holds `len` words of type A from its start, page-aligned (an
+        // atomic word needs at most 8), zeroed (a valid value: Shareable). They change only
+        // atomically, in any process, so shared references are sound however many
+        // processes use them at once.
+        unsafe { std::slice::from_raw_parts(self.region.at(0).cast::<A>(), self.len) }
     }
 }
 // ANCHOR_END: atomics
@@ -516,7 +536,7 @@ mod tests {
 
     #[test]
     fn atomics_start_zeroed_and_populate_changes_no_value() {
-        let words = Atomics::new(3 * PAGE).unwrap();
+        let words = Atomics::<AtomicU64>::new(3 * PAGE).unwrap();
         assert!(words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
         words[PAGE].store(7, Ordering::Relaxed);
         words.populate(0..words.len());

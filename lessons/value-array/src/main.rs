@@ -21,6 +21,7 @@ use plumbing::fault;
 use plumbing::measure::faults_so_far;
 use plumbing::random_job::{self, FLOOR, array_unlocked, numbers, private_vec};
 use plumbing::{Args, Bench, Case, Lesson};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 const LESSON: Lesson = Lesson {
@@ -204,7 +205,7 @@ fn measure(args: &Args) -> anyhow::Result<()> {
 /// into pages already mapped. A round: the parent sends each worker "go" on its ring, each
 /// writes its part and answers with the page faults it took meanwhile.
 struct Crew {
-    array: Atomics,
+    array: Atomics<AtomicU64>,
     rings: Shared<[(Ring, Ring); WORKERS]>,
     workers: Children,
     per_worker: usize,
@@ -212,7 +213,7 @@ struct Crew {
 
 impl Crew {
     fn start(per_worker: usize) -> anyhow::Result<Crew> {
-        let array = Atomics::new(WORKERS * per_worker)?;
+        let array = Atomics::<AtomicU64>::new(WORKERS * per_worker)?;
         let rings = Shared::<[(Ring, Ring); WORKERS]>::new()?;
         let mut workers = Children::new("worker");
         for worker in 0..WORKERS {

@@ -16,11 +16,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use multiproc::proc::{Children, fork_child, join_all};
 use multiproc::queue::Queue;
-use multiproc::shm::{self, Array};
+use multiproc::ring::{Ring, Wait};
+use multiproc::shm::{self, Array, Atomics, Shared};
 use plumbing::fault;
+use plumbing::measure::faults_so_far;
 use plumbing::measure::{duration, times};
 use plumbing::varies::varies;
 use plumbing::{Args, Bench, Case, Lesson};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
 
 const LESSON: Lesson = Lesson {
     name: "when-slower",
@@ -155,7 +159,12 @@ fn lesson(args: &Args) -> anyhow::Result<()> {
 /// One item of the job, a stand-in for real work on an image (decode, filter, resize): each
 /// pixel starts from a hash of its place and goes through ROUNDS steps of arithmetic.
 fn make(item: usize, image: &mut [f32]) {
-    for (p, pixel) in image.iter_mut().enumerate() {
+    make_from(item, 0, image);
+}
+
+/// The pixels of an item from pixel number `first` on (all of them, from 0).
+fn make_from(item: usize, first: usize, pixels: &mut [f32]) {
+    for (p, pixel) in (first..).zip(pixels.iter_mut()) {
         let mut h = (p as u32 ^ (item as u32).wrapping_mul(0x9E37_79B9)).wrapping_mul(0x85EB_CA6B);
         h ^= h >> 15;
         let mut x = 0.1 + 0.8 * (h >> 8) as f32 / (1 << 24) as f32; // in [0.1, 0.9)
@@ -343,6 +352,18 @@ fn measure(args: &Args) -> anyhow::Result<()> {
         Ok(time)
     })?;
 
+    // The shared-memory way as a long-running program does it: no start, no page faults.
+    let mut crew = Crew::start(items, pixels)?;
+    let mut read_back = vec![0f32; items * pixels]; // the parent's copy, for the check
+    let case = job(&format!("chunks + shared memory, {WORKERS} long-lived workers, populated"));
+    bench.run_counted(case, || {
+        let (time, faults) = crew.round()?;
+        crew.read(&mut read_back);
+        ensure!(checksum(&read_back, pixels) == expected, "the images differ from one process's");
+        Ok((time, faults))
+    })?;
+    crew.stop()?;
+
     // ANCHOR: predict
     // What the cost model predicts for the main case and for shared memory, per item, from
     // the model rows above: the first form is the one that leaves a cost out, the second
@@ -366,6 +387,77 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.finish();
     Ok(())
 }
+
+/// Pixels a long-lived worker makes at a time before it stores them in shared memory.
+const BLOCK: usize = 1024;
+
+// ANCHOR: crew
+/// The shared-memory way with workers forked once and kept: each makes its share of the
+/// images straight into one shared array (of atomics: the parent reads it while the workers
+/// live), whose pages it faulted in once, as it started. A round is one job: "go" to each
+/// worker through a ring, and "done" back with the page faults it took meanwhile.
+struct Crew {
+    images: Atomics<AtomicU32>,
+    rings: Shared<[(Ring, Ring); WORKERS]>,
+    workers: Children,
+}
+
+impl Crew {
+    fn start(items: usize, pixels: usize) -> anyhow::Result<Crew> {
+        let images = Atomics::<AtomicU32>::new(items * pixels)?;
+        let rings = Shared::<[(Ring, Ring); WORKERS]>::new()?;
+        let mut workers = Children::new("worker");
+        for worker in 0..WORKERS {
+            let (images, (go, done)) = (&images, &rings[worker]);
+            workers.fork(move || -> anyhow::Result<()> {
+                let mine = share(worker, WORKERS, items);
+                images.populate(mine.start * pixels..mine.end * pixels);
+                while !go.recv(Wait::ADAPTIVE)?.is_empty() {
+                    let before = faults_so_far()?;
+                    let mut block = [0f32; BLOCK]; // made here, in registers and cache, as fast as
+                    for item in mine.clone() {
+                        // `make` is; then published, a store per pixel (SIMD cannot store atomics)
+                        let image = &images[item * pixels..][..pixels];
+                        for (first, out) in (0..).step_by(BLOCK).zip(image.chunks(BLOCK)) {
+                            let block = &mut block[..out.len()];
+                            make_from(item, first, block);
+                            out.iter().zip(block).for_each(|(word, x)| word.store(x.to_bits(), Relaxed));
+                        }
+                    }
+                    done.send(&(faults_so_far()? - before).to_le_bytes(), Wait::ADAPTIVE)?;
+                }
+                Ok(()) // an empty message: stop
+            })?;
+        }
+        Ok(Crew { images, rings, workers })
+    }
+
+    /// One job: its time, and the page faults the workers took.
+    fn round(&mut self) -> anyhow::Result<(Duration, u64)> {
+        let start = Instant::now();
+        for (go, _) in self.rings.iter() {
+            go.send(b"go", Wait::ADAPTIVE)?;
+        }
+        let mut faults = 0;
+        for (_, done) in self.rings.iter() {
+            faults += u64::from_le_bytes(done.recv(Wait::ADAPTIVE)?.as_slice().try_into()?);
+        }
+        Ok((start.elapsed(), faults))
+    }
+
+    /// The images, into `out` (the ring's Acquire orders the workers' stores before this).
+    fn read(&self, out: &mut [f32]) {
+        out.iter_mut().zip(self.images.iter()).for_each(|(x, bits)| *x = f32::from_bits(bits.load(Relaxed)));
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        for (go, _) in self.rings.iter() {
+            go.send(b"", Wait::ADAPTIVE)?;
+        }
+        self.workers.join_all()
+    }
+}
+// ANCHOR_END: crew
 
 /// Zero the images, time `run` filling them, then check them (untimed).
 fn timed_checked(
