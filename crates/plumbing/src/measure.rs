@@ -240,6 +240,13 @@ impl Bench {
         Ok(())
     }
 
+    /// A line to print under the table (and on stderr now): a fact about the machine that
+    /// the rows depend on.
+    pub fn note(&mut self, line: &str) {
+        eprintln!("{line}");
+        self.notes.push(line.to_string());
+    }
+
     /// Run the lesson's Python program in measure mode and add its cases, or say why not.
     pub fn python(&mut self) -> anyhow::Result<()> {
         if !self.python {
@@ -422,7 +429,7 @@ pub fn markdown_table(records: &[Record]) -> String {
         header.push("MiB/s");
     }
     if with_faults {
-        header.push("faults/run");
+        header.push("faults");
     }
     header.push("vs");
     let mut out = format!("| {} |\n", header.join(" | "));

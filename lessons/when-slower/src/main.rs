@@ -290,6 +290,9 @@ const MEASURED_WORKERS: &[usize] = &[2, 4];
 fn measure(args: &Args) -> anyhow::Result<()> {
     let mut bench =
         Bench::new(&LESSON, args, "a job of big items: one process, a pool, a Queue, shared memory");
+    // Huge pages would make F 512 times smaller, where the kernel gives them to shared memory.
+    let huge = std::fs::read_to_string(SHMEM_HUGE_PAGES).unwrap_or_else(|e| format!("unknown ({e})"));
+    bench.note(&format!("huge pages for shared memory here: {} ({SHMEM_HUGE_PAGES})", huge.trim()));
     let items = args.pick(32, 4);
     let side = args.pick(FULL_SIDE, QUICK_SIDE);
     let pixels = CHANNELS * side * side;
@@ -387,6 +390,9 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.finish();
     Ok(())
 }
+
+/// What this machine allows of transparent huge pages for shared memory ([the one in use]).
+const SHMEM_HUGE_PAGES: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
 
 /// Pixels a long-lived worker makes at a time before it stores them in shared memory.
 const BLOCK: usize = 1024;
