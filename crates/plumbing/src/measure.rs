@@ -524,6 +524,23 @@ mod tests {
     }
 
     #[test]
+    fn a_prediction_reads_the_rows_measured_before_it() {
+        let lesson = Lesson { name: "demo", about: "", python: "", roles: &[] };
+        let args = Args { quick: true, runs: 3, no_python: true, ..Args::default() };
+        let mut bench = Bench::new(&lesson, &args, "predictions");
+        bench.records.extend([rec("a", 0.1, None), rec("b", 0.2, None)]); // per op: 1e-4, 2e-4
+        bench.predict(Case::new("a + b").ops(10), |row| Ok(row("a")? + row("b")?)).unwrap();
+        let predicted = bench.records.last().unwrap();
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-12;
+        assert_eq!(predicted.case, "a + b");
+        // Each of median, fastest and slowest from the same of every row: 0.9x and 1.2x.
+        assert!(close(predicted.median_s, 3e-3), "{predicted:?}");
+        assert!(close(predicted.min_s, 0.9 * 3e-3) && close(predicted.max_s, 1.2 * 3e-3), "{predicted:?}");
+        // A row that was not measured is an error, not a guess.
+        assert!(bench.predict(Case::new("c"), |row| row("not measured")).is_err());
+    }
+
+    #[test]
     fn median_of_odd_and_even() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
