@@ -410,10 +410,17 @@ pub struct Atomics<A: Word> {
     kind: PhantomData<A>,
 }
 
-/// The atomics an [`Atomics`] may hold.
-pub trait Word: Shareable + Sized {
+/// The atomics an [`Atomics`] may hold: `AtomicU32` and `AtomicU64`, and no other type
+/// (the trait is sealed: an `Atomics` relies on their size and alignment).
+pub trait Word: Shareable + Sized + sealed::Sealed {
     /// A write that changes nothing (adds 0), atomically.
     fn touch(&self);
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for std::sync::atomic::AtomicU32 {}
+    impl Sealed for std::sync::atomic::AtomicU64 {}
 }
 
 impl Word for AtomicU32 {
@@ -458,8 +465,8 @@ impl<A: Word> Atomics<A> {
 impl<A: Word> Deref for Atomics<A> {
     type Target = [A];
     fn deref(&self) -> &[A] {
-        // SAFETY: the region holds `len` words of type A from its start, page-aligned (an
-        // atomic word needs at most 8), zeroed (a valid value: Shareable). They change only
+        // SAFETY: the region holds `len` words of type A from its start, page-aligned (A is
+        // AtomicU32 or AtomicU64, by the sealed Word: it needs 4 or 8), zeroed (a valid value: Shareable). They change only
         // atomically, in any process, so shared references are sound however many
         // processes use them at once.
         unsafe { std::slice::from_raw_parts(self.region.at(0).cast::<A>(), self.len) }
