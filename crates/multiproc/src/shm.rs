@@ -466,9 +466,9 @@ impl<A: Word> Deref for Atomics<A> {
     type Target = [A];
     fn deref(&self) -> &[A] {
         // SAFETY: the region holds `len` words of type A from its start, page-aligned (A is
-        // AtomicU32 or AtomicU64, by the sealed Word: it needs 4 or 8), zeroed (a valid value: Shareable). They change only
-        // atomically, in any process, so shared references are sound however many
-        // processes use them at once.
+        // AtomicU32 or AtomicU64, by the sealed Word: it needs 4 or 8), zeroed (a valid
+        // value: Shareable). They change only atomically, in any process, so shared
+        // references are sound however many processes use them at once.
         unsafe { std::slice::from_raw_parts(self.region.at(0).cast::<A>(), self.len) }
     }
 }
