@@ -11,7 +11,10 @@
 //! - [`pool`]: worker processes fed tasks in chunks, results in order (pool).
 //! - [`ring`]: the fast lane, a ring buffer in shared memory from one process to another
 //!   with no system call while both are awake (fast-lane).
+//! - [`crew`]: workers forked once and kept, told each round's start through rings
+//!   (value-array, when-slower).
 
+pub mod crew;
 pub mod lock;
 pub mod pool;
 pub mod proc;

@@ -3,16 +3,20 @@
 //! forked from this binary's main thread (`harness = false`, one test thread), so that a
 //! wait that never ends is seen as such: after 10 s the scenario is killed and the test
 //! fails, saying it hung. The children are killed through the kit's fault points
-//! (`proc::faults`), at the moment the test names.
+//! (`proc::faults`), at the moment the test names. The crew's rounds are here too, at work
+//! and with a worker dead.
 
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
+use multiproc::crew::Crew;
 use multiproc::proc::faults::{self, Point};
 use multiproc::proc::{ExitCode, fork_named, stop, try_join};
 use multiproc::queue::Queue;
-use multiproc::shm::{Array, Value};
+use multiproc::shm::{Array, Atomics, Value};
 use nix::sys::signal::{Signal, raise};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 fn main() {
     let mut args = Arguments::from_args();
@@ -24,6 +28,8 @@ fn main() {
         ("a-queue-whose-reader-died-mid-get", a_queue_whose_reader_died_mid_get),
         ("a-full-queue-whose-consumer-died", a_full_queue_whose_consumer_died),
         ("an-empty-queue-whose-producer-died", an_empty_queue_whose_producer_died),
+        ("a-crew-at-work", a_crew_at_work),
+        ("a-crew-whose-worker-died", a_crew_whose_worker_died),
     ];
     faults::set_hook(die_where_named);
     let trials = tests.into_iter().map(|(name, test)| Trial::test(name, move || in_a_process(test)));
@@ -33,7 +39,10 @@ fn main() {
 /// The fault hook: a child named `dies holding` is killed as soon as it holds one of the
 /// kit's locks; one named `dies at start`, as it starts.
 fn die_where_named(name: &str, at: Point) {
-    if matches!((name, at), ("dies holding", Point::Holding(_)) | ("dies at start", Point::Start)) {
+    let at_start = ["dies at start", "dying crew 1"];
+    if matches!((name, at), ("dies holding", Point::Holding(_)))
+        || at_start.contains(&name) && matches!(at, Point::Start)
+    {
         let _ = raise(Signal::SIGKILL);
     }
 }
@@ -126,4 +135,39 @@ fn an_empty_queue_whose_producer_died() -> anyhow::Result<()> {
     let queue = Queue::new()?;
     let child = fork_named("dies at start", || queue.put(b"never sent"))?;
     names_the_dead(queue.get().map(drop), child)
+}
+
+/// Three rounds of a crew of two: after each, the parent sees what every worker wrote in it;
+/// `stop` ends them all.
+fn a_crew_at_work() -> anyhow::Result<()> {
+    let array = Atomics::<AtomicU64>::new(2)?;
+    let rounds = Atomics::<AtomicU64>::new(2)?; // each worker's own count of its rounds
+    let mut crew = Crew::<2>::start(
+        "worker",
+        |_| (),
+        |worker| {
+            let round = rounds[worker].fetch_add(1, Relaxed) + 1;
+            array[worker].store(10 * round + worker as u64, Relaxed);
+        },
+    )?;
+    for round in 1..=3 {
+        crew.round()?;
+        let seen: Vec<u64> = array.iter().map(|x| x.load(Relaxed)).collect();
+        anyhow::ensure!(seen == [10 * round, 10 * round + 1], "round {round}: the parent saw {seen:?}");
+    }
+    crew.stop()
+}
+
+/// A crew whose worker 1 died as it started: the round ends with an error naming it.
+fn a_crew_whose_worker_died() -> anyhow::Result<()> {
+    let mut crew = Crew::<2>::start("dying crew", |_| (), |_| ())?;
+    let error = match crew.round() {
+        Ok(_) => anyhow::bail!("the round succeeded, though a worker died"),
+        Err(error) => format!("{error:#}"),
+    };
+    anyhow::ensure!(
+        error.contains("dying crew 1") && error.contains("SIGKILL"),
+        "the error does not name the dead worker and SIGKILL: {error}"
+    );
+    Ok(()) // dropping the crew stops worker 0, and reaps both
 }

@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use memmap2::MmapMut;
+use multiproc::crew::Crew;
 use multiproc::proc::{Children, fork_child, join_all};
-use multiproc::ring::{Ring, Wait};
-use multiproc::shm::{Array, Atomics, Shared, Value};
+use multiproc::shm::{Array, Atomics, Value};
 use plumbing::fault;
-use plumbing::measure::faults_so_far;
 use plumbing::random_job::{self, FLOOR, array_unlocked, numbers, private_vec};
 use plumbing::{Args, Bench, Case, Lesson};
 use std::sync::atomic::AtomicU64;
@@ -183,11 +182,13 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     bench.run_timed(vs_floor("Array lock=True, 4 workers"), || checked(array_locked(per_worker)))?;
     bench.run_timed(vs_floor("Array lock=False, 4 workers"), || checked(array_unlocked(per_worker)))?;
     // The same, as a long-running program would: workers forked once, pages faulted in once.
-    let mut crew = Crew::start(per_worker)?;
+    let array = Atomics::<AtomicU64>::new(WORKERS * per_worker)?;
+    let mut crew = start_crew(&array, per_worker)?;
     let case = vs_floor("Array lock=False, 4 long-lived workers, populated");
     bench.run_counted(case, || {
-        let (time, sum, faults) = crew.round()?;
-        Ok((checked(Ok((time, sum)))?, faults))
+        let round = crew.round()?; // when it returns, every worker's stores are seen here
+        let sum = array.iter().map(|x| f64::from_bits(x.load(Relaxed))).sum();
+        Ok((checked(Ok((round.time, sum)))?, round.faults))
     })?;
     crew.stop()?;
 
@@ -198,65 +199,23 @@ fn measure(args: &Args) -> anyhow::Result<()> {
 // ANCHOR_END: measure
 
 // ANCHOR: crew
-/// Array lock=False the way a long-running program does it: 4 workers forked once and kept,
-/// each with its part of one shared array. The array holds atomics, since the parent reads
-/// it while the workers live (`Array::fork_parts` hands out plain parts only until they end).
-/// Each worker faults its part's pages in once, as it starts; every round after that writes
-/// into pages already mapped. A round: the parent sends each worker "go" on its ring, each
-/// writes its part and answers with the page faults it took meanwhile.
-struct Crew {
-    array: Atomics<AtomicU64>,
-    rings: Shared<[(Ring, Ring); WORKERS]>,
-    workers: Children,
-    per_worker: usize,
-}
-
-impl Crew {
-    fn start(per_worker: usize) -> anyhow::Result<Crew> {
-        let array = Atomics::<AtomicU64>::new(WORKERS * per_worker)?;
-        let rings = Shared::<[(Ring, Ring); WORKERS]>::new()?;
-        let mut workers = Children::new("worker");
-        for worker in 0..WORKERS {
-            let (array, (go, done)) = (&array, &rings[worker]);
-            workers.fork(move || -> anyhow::Result<()> {
-                let mine = worker * per_worker..(worker + 1) * per_worker;
-                array.populate(mine.clone());
-                while !go.recv(Wait::ADAPTIVE)?.is_empty() {
-                    let before = faults_so_far()?;
-                    for (x, number) in array[mine.clone()].iter().zip(numbers(worker, per_worker)) {
-                        x.store(number.to_bits(), Relaxed);
-                    }
-                    done.send(&(faults_so_far()? - before).to_le_bytes(), Wait::ADAPTIVE)?;
-                }
-                Ok(()) // an empty message: stop
-            })?;
-        }
-        Ok(Crew { array, rings, workers, per_worker })
-    }
-
-    /// One round: its time, the sum the parent reads, and the page faults the workers took.
-    fn round(&mut self) -> anyhow::Result<(Duration, f64, u64)> {
-        let start = Instant::now();
-        for (go, _) in self.rings.iter() {
-            go.send(b"go", Wait::ADAPTIVE)?;
-        }
-        let mut faults = 0;
-        for (_, done) in self.rings.iter() {
-            faults += u64::from_le_bytes(done.recv(Wait::ADAPTIVE)?.as_slice().try_into()?);
-        }
-        let time = start.elapsed();
-        // The ring's Acquire orders each worker's stores before these loads.
-        let sum =
-            self.array[..WORKERS * self.per_worker].iter().map(|x| f64::from_bits(x.load(Relaxed))).sum();
-        Ok((time, sum, faults))
-    }
-
-    fn stop(self) -> anyhow::Result<()> {
-        for (go, _) in self.rings.iter() {
-            go.send(b"", Wait::ADAPTIVE)?;
-        }
-        self.workers.join_all()
-    }
+/// Array lock=False the way a long-running program does it: a crew of 4 workers forked once
+/// and kept, each writing its part of `array` in every round. The array holds atomics, since
+/// the parent reads it while the workers live (`Array::fork_parts` hands out plain parts only
+/// until they end). Each worker faults its part's pages in once, as it starts; every round
+/// after that writes into pages already mapped.
+fn start_crew(array: &Atomics<AtomicU64>, per_worker: usize) -> anyhow::Result<Crew<WORKERS>> {
+    let part = |worker: usize| worker * per_worker..(worker + 1) * per_worker;
+    Crew::start(
+        "worker",
+        |worker| _ = array.populate(part(worker)), // once, as it starts
+        |worker| {
+            // every round
+            for (x, number) in array[part(worker)].iter().zip(numbers(worker, per_worker)) {
+                x.store(number.to_bits(), Relaxed);
+            }
+        },
+    )
 }
 // ANCHOR_END: crew
 

@@ -14,12 +14,11 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use multiproc::crew::Crew;
 use multiproc::proc::{Children, fork_child, join_all};
 use multiproc::queue::Queue;
-use multiproc::ring::{Ring, Wait};
-use multiproc::shm::{self, Array, Atomics, Shared};
+use multiproc::shm::{self, Array, Atomics};
 use plumbing::fault;
-use plumbing::measure::faults_so_far;
 use plumbing::measure::{duration, times};
 use plumbing::varies::varies;
 use plumbing::{Args, Bench, Case, Lesson};
@@ -356,14 +355,15 @@ fn measure(args: &Args) -> anyhow::Result<()> {
     })?;
 
     // The shared-memory way as a long-running program does it: no start, no page faults.
-    let mut crew = Crew::start(items, pixels)?;
+    let images = Atomics::<AtomicU32>::new(items * pixels)?;
+    let mut crew = start_crew(&images, items, pixels)?;
     let mut read_back = vec![0f32; items * pixels]; // the parent's copy, for the check
     let case = job(&format!("chunks + shared memory, {WORKERS} long-lived workers, populated"));
     bench.run_counted(case, || {
-        let (time, faults) = crew.round()?;
-        crew.read(&mut read_back);
+        let round = crew.round()?; // when it returns, every worker's stores are seen here
+        read_back.iter_mut().zip(images.iter()).for_each(|(x, bits)| *x = f32::from_bits(bits.load(Relaxed)));
         ensure!(checksum(&read_back, pixels) == expected, "the images differ from one process's");
-        Ok((time, faults))
+        Ok((round.time, round.faults))
     })?;
     crew.stop()?;
 
@@ -398,70 +398,30 @@ const SHMEM_HUGE_PAGES: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enable
 const BLOCK: usize = 1024;
 
 // ANCHOR: crew
-/// The shared-memory way with workers forked once and kept: each makes its share of the
-/// images straight into one shared array (of atomics: the parent reads it while the workers
-/// live), whose pages it faulted in once, as it started. A round is one job: "go" to each
-/// worker through a ring, and "done" back with the page faults it took meanwhile.
-struct Crew {
-    images: Atomics<AtomicU32>,
-    rings: Shared<[(Ring, Ring); WORKERS]>,
-    workers: Children,
-}
-
-impl Crew {
-    fn start(items: usize, pixels: usize) -> anyhow::Result<Crew> {
-        let images = Atomics::<AtomicU32>::new(items * pixels)?;
-        let rings = Shared::<[(Ring, Ring); WORKERS]>::new()?;
-        let mut workers = Children::new("worker");
-        for worker in 0..WORKERS {
-            let (images, (go, done)) = (&images, &rings[worker]);
-            workers.fork(move || -> anyhow::Result<()> {
-                let mine = share(worker, WORKERS, items);
-                images.populate(mine.start * pixels..mine.end * pixels);
-                while !go.recv(Wait::ADAPTIVE)?.is_empty() {
-                    let before = faults_so_far()?;
-                    let mut block = [0f32; BLOCK]; // made here, in registers and cache, as fast as
-                    for item in mine.clone() {
-                        // `make` is; then published, a store per pixel (SIMD cannot store atomics)
-                        let image = &images[item * pixels..][..pixels];
-                        for (first, out) in (0..).step_by(BLOCK).zip(image.chunks(BLOCK)) {
-                            let block = &mut block[..out.len()];
-                            make_from(item, first, block);
-                            out.iter().zip(block).for_each(|(word, x)| word.store(x.to_bits(), Relaxed));
-                        }
-                    }
-                    done.send(&(faults_so_far()? - before).to_le_bytes(), Wait::ADAPTIVE)?;
+/// The shared-memory way with a crew of workers forked once and kept: each makes its share of
+/// the images straight into `images`, one shared array (of atomics: the parent reads it while
+/// the workers live), whose pages it faulted in once, as it started. A round is one job.
+fn start_crew(images: &Atomics<AtomicU32>, items: usize, pixels: usize) -> anyhow::Result<Crew<WORKERS>> {
+    Crew::start(
+        "worker",
+        |worker| {
+            let mine = share(worker, WORKERS, items); // once, as it starts
+            _ = images.populate(mine.start * pixels..mine.end * pixels);
+        },
+        |worker| {
+            // every round: made in registers and cache, as fast as `make` is, a block at a
+            // time; then published, a store per pixel (SIMD cannot store atomics)
+            let mut block = [0f32; BLOCK];
+            for item in share(worker, WORKERS, items) {
+                let image = &images[item * pixels..][..pixels];
+                for (first, out) in (0..).step_by(BLOCK).zip(image.chunks(BLOCK)) {
+                    let block = &mut block[..out.len()];
+                    make_from(item, first, block);
+                    out.iter().zip(block).for_each(|(word, x)| word.store(x.to_bits(), Relaxed));
                 }
-                Ok(()) // an empty message: stop
-            })?;
-        }
-        Ok(Crew { images, rings, workers })
-    }
-
-    /// One job: its time, and the page faults the workers took.
-    fn round(&mut self) -> anyhow::Result<(Duration, u64)> {
-        let start = Instant::now();
-        for (go, _) in self.rings.iter() {
-            go.send(b"go", Wait::ADAPTIVE)?;
-        }
-        let mut faults = 0;
-        for (_, done) in self.rings.iter() {
-            faults += u64::from_le_bytes(done.recv(Wait::ADAPTIVE)?.as_slice().try_into()?);
-        }
-        Ok((start.elapsed(), faults))
-    }
-
-    /// The images, into `out` (the ring's Acquire orders the workers' stores before this).
-    fn read(&self, out: &mut [f32]) {
-        out.iter_mut().zip(self.images.iter()).for_each(|(x, bits)| *x = f32::from_bits(bits.load(Relaxed)));
-    }
-
-    fn stop(self) -> anyhow::Result<()> {
-        for (go, _) in self.rings.iter() {
-            go.send(b"", Wait::ADAPTIVE)?;
-        }
-        self.workers.join_all()
-    }
+            }
+        },
+    )
 }
 // ANCHOR_END: crew
 
