@@ -30,9 +30,52 @@ pub fn lessons() -> Vec<String> {
     names
 }
 
-/// The built binary of `lesson-<name>` (dev profile), built once per process.
+/// The built binary of `lesson-<name>` (dev profile), built once per process, with the
+/// features its lesson needs (see [`features`]).
 pub fn lesson_binary(lesson: &str) -> PathBuf {
-    supervisor::build(&root().join("Cargo.toml"), &format!("lesson-{lesson}"))
+    let package = format!("lesson-{lesson}");
+    supervisor::build_with_features(&root().join("Cargo.toml"), &package, &package, false, features(lesson))
+}
+
+/// The features a lesson is built with in the tests and by `cargo xtask measure`: `mpi` for
+/// the lesson that has it (its ranks are MPI code, built against the system's MPICH).
+pub fn features(lesson: &str) -> &'static str {
+    let manifest = std::fs::read_to_string(root().join("lessons").join(lesson).join("Cargo.toml"));
+    if manifest.is_ok_and(|m| m.lines().any(|l| l.starts_with("mpi = ["))) { "mpi" } else { "" }
+}
+
+/// Why `lesson` cannot run on this machine, if it cannot: what it needs beyond Rust and is
+/// missing (MPICH, for the lesson built with `mpi`), said in one line with how to install it.
+pub fn unavailable(lesson: &str) -> Option<String> {
+    if features(lesson) != "mpi" {
+        return None;
+    }
+    mpijob::installed().err().map(|e| format!("{e:#}"))
+}
+
+/// Whether to skip `lesson`'s tests here, saying why in one line: it cannot run on this
+/// machine (see [`unavailable`]). Under CI nothing is skipped: they run, and fail.
+pub fn skipped(lesson: &str) -> bool {
+    let Some(why) = unavailable(lesson) else { return false };
+    if std::env::var_os("CI").is_some() {
+        eprintln!("CI is set, so lesson {lesson}'s tests run, and fail: {why}");
+        return false;
+    }
+    eprintln!("skipping lesson {lesson}'s tests: {why}");
+    true
+}
+
+/// The Python to run `lesson`'s twin with, if it can run here: python3 (see
+/// `plumbing::python::find`) with the modules the twin needs (mpi4py, for the MPI lesson).
+pub fn python_for(lesson: &str) -> Option<PathBuf> {
+    let python = plumbing::python::find()?;
+    if features(lesson) == "mpi" {
+        let found = std::process::Command::new(&python).args(["-c", "import mpi4py"]).output();
+        if !found.is_ok_and(|o| o.status.success()) {
+            return None;
+        }
+    }
+    Some(python)
 }
 
 /// The Python twin of `lesson`: the one `.py` file in `lessons/<lesson>/python/`.
@@ -62,9 +105,13 @@ pub fn measured_page(lesson: &str, machine: &Machine, busy: &Busy, records: &[Re
         true => "; \"faults\": the page faults of the median run, by the lesson and its workers",
         false => "",
     };
+    let features = match features(lesson) {
+        "" => String::new(),
+        features => format!(" --features {features}"),
+    };
     let stamp = format!(
         "Measured on {machine} ({busy}) by `cargo xtask measure`, which runs \
-         `cargo run --release -p lesson-{lesson} -- --measure --json` \
+         `cargo run --release -p lesson-{lesson}{features} -- --measure --json` \
          ({runs} runs per case; time per operation: the median run, the fastest, the slowest; \
          \"vs\": per operation, against the row marked so{faults})."
     );

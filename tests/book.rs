@@ -92,7 +92,13 @@ fn summary_titles_are_chapter_headings() -> Result<(), Failed> {
 fn readme_lists_every_lesson() -> Result<(), Failed> {
     let readme = fs::read_to_string(forklore::root().join("README.md"))?;
     every_lesson(
-        |lesson| readme.contains(&format!("`cargo run -p lesson-{lesson}`")),
+        |lesson| {
+            let features = match forklore::features(lesson) {
+                "" => String::new(),
+                features => format!(" --features {features}"),
+            };
+            readme.contains(&format!("`cargo run -p lesson-{lesson}{features}`"))
+        },
         "README.md's lesson table lacks `cargo run -p lesson-<name>` for",
     )
 }

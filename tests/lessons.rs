@@ -44,10 +44,11 @@ fn main() {
     let args = Arguments::from_args();
     let mut trials = Vec::new();
     for lesson in forklore::lessons() {
+        let first = trials.len();
         let l = lesson.clone();
         trials.push(Trial::test(format!("{lesson}::output"), move || output(&l)));
         let l = lesson.clone();
-        let no_python = plumbing::python::find().is_none();
+        let no_python = forklore::python_for(&lesson).is_none();
         trials.push(
             Trial::test(format!("{lesson}::python-output"), move || python_output(&l))
                 .with_ignored_flag(no_python),
@@ -67,6 +68,10 @@ fn main() {
                     fault_run(&l, fault, shows)
                 }));
             }
+        }
+        if forklore::skipped(&lesson) {
+            let all = trials.split_off(first).into_iter();
+            trials.extend(all.map(|trial| trial.with_ignored_flag(true)));
         }
     }
     for (name, script, leak) in SELF_TESTS {
@@ -150,7 +155,11 @@ fn output(lesson: &str) -> Result<(), Failed> {
     check(result.status.success() && result.leftovers.is_empty(), || {
         format!("lesson-{lesson} should exit 0 and leave nothing: {}", result.describe())
     })?;
-    let transcript = format!("$ cargo run -p lesson-{lesson}\n{}", result.stdout);
+    let features = match forklore::features(lesson) {
+        "" => String::new(),
+        features => format!(" --features {features}"),
+    };
+    let transcript = format!("$ cargo run -p lesson-{lesson}{features}\n{}", result.stdout);
     snapshot(&forklore::root().join("lessons").join(lesson), &transcript);
     Ok(())
 }
@@ -159,7 +168,7 @@ fn output(lesson: &str) -> Result<(), Failed> {
 /// checks and redactions as the Rust lesson's. (Ignored, and shown so, where there is no
 /// python3.)
 fn python_output(lesson: &str) -> Result<(), Failed> {
-    let python = plumbing::python::find().ok_or("no python3")?;
+    let python = forklore::python_for(lesson).ok_or("no python3 (or no mpi4py) for this twin")?;
     let twin = forklore::python_twin(lesson);
     let twin_arg = twin.to_string_lossy();
     // No __pycache__ folders in the lessons' source tree (the "spawn" child imports the twin).
@@ -382,7 +391,7 @@ fn options(lesson: &str) -> Result<(), Failed> {
         (&["--child"], ""),
     ];
     // The Python twin refuses a bad option the same way: one line, status 2.
-    if let Some(python) = plumbing::python::find() {
+    if let Some(python) = forklore::python_for(lesson) {
         let twin = forklore::python_twin(lesson).to_string_lossy().into_owned();
         let result = run(&python, &[&twin, "--bogus"], &[], Ending::Natural);
         check(
@@ -472,7 +481,7 @@ fn measure(lesson: &str) -> Result<(), Failed> {
         format!("duplicate cases: {names:?}")
     })?;
     let python_ran = records.iter().any(|r| r.implementation == "python");
-    check(python_ran || plumbing::python::find().is_none(), || {
+    check(python_ran || forklore::python_for(lesson).is_none(), || {
         "python3 is here, but --measure ran no Python case".into()
     })?;
 

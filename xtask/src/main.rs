@@ -324,8 +324,9 @@ fn measure(mut lessons: Vec<String>, runs: Option<String>, busy_ok: bool) -> Res
 
 /// Build `package` (a lesson) in release mode: the program's path.
 fn release_build(package: &str) -> Result<std::path::PathBuf, Problem> {
+    let features = forklore::features(package.trim_start_matches("lesson-"));
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", package])
+        .args(["build", "--release", "--quiet", "-p", package, "--features", features])
         .current_dir(forklore::root())
         .status()
         .map_err(|e| Problem::Failed(format!("run cargo build: {e}")))?;

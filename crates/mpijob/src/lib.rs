@@ -35,6 +35,10 @@ pub const INSTALL: &str =
 /// with it did not finish, whatever `mpiexec` says.
 pub const FINISHED: &str = "mpijob: rank finished";
 
+/// The shell line that mounts an empty /dev/shm and then runs `mpiexec` ("$0") in place of
+/// the shell, with its arguments: it stays the first process of the namespace.
+const SHM_OF_ITS_OWN: &str = r#"mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec "$0" "$@""#;
+
 /// The deadline of a job that sets none.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -82,6 +86,7 @@ pub struct Job {
     env: Vec<(OsString, OsString)>,
     deadline: Duration,
     oversubscribe: bool,
+    hosts: Option<(hosts::Across, PathBuf)>,
 }
 
 /// What a job's ranks printed, each rank's lines in order (without [`FINISHED`]), and how
@@ -103,7 +108,15 @@ impl Job {
             env: Vec::new(),
             deadline: DEADLINE,
             oversubscribe: false,
+            hosts: None,
         }
+    }
+
+    /// Run the ranks on `hosts`, one by one in turn, over TCP between them; `launcher` is a
+    /// program that calls [`hosts::launch`] when its first argument is `-x`.
+    pub fn on(mut self, hosts: &hosts::Hosts, launcher: impl Into<PathBuf>) -> Job {
+        self.hosts = Some((hosts.across(), launcher.into()));
+        self
     }
 
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Job {
@@ -133,21 +146,41 @@ impl Job {
         self
     }
 
+    // ANCHOR: command
     /// The command that starts the job: `mpiexec` as the first process of a new PID namespace
     /// (and a mount namespace with its own /proc, which MPICH's shared-memory transport
     /// reads), killed when `unshare` dies (`--kill-child`).
     fn command(&self, mpiexec: &std::path::Path) -> Command {
         let mut command = Command::new("unshare");
-        command.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+        command.args(["--pid", "--fork", "--kill-child"]);
         if !nix::unistd::geteuid().is_root() {
             command.arg("--map-root-user"); // namespaces in a user namespace of one's own
         }
-        command.arg(mpiexec).args(["-n", &self.ranks.to_string(), "-prepend-rank"]);
+        match &self.hosts {
+            // A /dev/shm of the job's own, in its mount namespace: whatever MPI's shared memory
+            // files a failing rank leaves there are gone with the namespace, when the job ends.
+            None => {
+                command.args(["--mount-proc", "sh", "-c", SHM_OF_ITS_OWN, "mpiexec"]).arg(mpiexec);
+            }
+            // mpiexec runs on the first host; the others' proxies connect back to it there.
+            // (No shared memory between them, so /proc may stay the machine's: the launcher
+            // finds each host's namespaces through it.)
+            Some((across, launcher)) => {
+                command.args(across.enter_first()).arg(mpiexec);
+                command.args(["-launcher", "ssh", "-launcher-exec"]).arg(launcher);
+                command.args(["-hosts", &across.addresses(), "-genv", "UCX_TLS", "tcp,self"]);
+                command.args(["-genv", "UCX_NET_DEVICES", hosts::DEVICE]);
+                command.env(hosts::VARIABLE, across.to_string()).env("HYDRA_LAUNCHER_AUTOFORK", "0");
+            }
+        }
+        command.args(["-n", &self.ranks.to_string(), "-prepend-rank"]);
         command.arg(&self.program).args(&self.args);
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
+    // ANCHOR_END: command
 
+    // ANCHOR: run
     /// Run the job to its end and return what each rank printed; an error if it failed,
     /// naming every rank that did not finish, with its last line.
     pub fn run(&self) -> anyhow::Result<Output> {
@@ -181,6 +214,7 @@ impl Job {
         output.ranks.iter_mut().for_each(|lines| drop(lines.pop())); // FINISHED
         Ok(output)
     }
+    // ANCHOR_END: run
 
     fn spawn(&self, mpiexec: &std::path::Path) -> anyhow::Result<(Child, std::fs::File)> {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("make a pipe")?;
@@ -304,9 +338,28 @@ impl Output {
             true => self.launcher.iter().filter(|l| !l.trim().is_empty()).take(3).cloned().collect(),
             false => unfinished,
         };
-        bail!("the MPI job failed ({how}): {}", said.join("; "))
+        Err(JobFailed { how, said }.into())
     }
 }
+
+/// How a job failed: `mpiexec`'s exit status (which of the failing processes reported first
+/// decides it: a panic's 101, a kill's 9, or 255), and what each rank that did not finish said
+/// last (or, if every rank finished, what `mpiexec` said).
+#[derive(Debug, Clone)]
+pub struct JobFailed {
+    pub how: String,
+    pub said: Vec<String>,
+}
+
+impl std::fmt::Display for JobFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the MPI job failed ({}): {}", self.how, self.said.join("; "))
+    }
+}
+
+impl std::error::Error for JobFailed {}
+
+pub mod hosts;
 
 /// The rank side: what every rank of ours does as it starts and as it ends. Built only with
 /// the `mpi` feature, against the system's MPICH.
@@ -314,6 +367,7 @@ impl Output {
 pub mod rank {
     use mpi::environment::Universe;
 
+    // ANCHOR: rank
     /// Start MPI in this rank. A panic anywhere in it from now on aborts the whole job:
     /// without that, the panicking rank would unwind into `MPI_Finalize` and wait there
     /// forever for peers that are themselves waiting for its messages.
@@ -340,4 +394,5 @@ pub mod rank {
         let _ = std::panic::take_hook(); // a panic from here on is this process's alone
         println!("{}", crate::FINISHED);
     }
+    // ANCHOR_END: rank
 }

@@ -255,7 +255,7 @@ impl Bench {
         match crate::python::measure(self.python_path, self.runs, self.quick)? {
             Some(records) => records.into_iter().for_each(|r| self.push(r)),
             None => {
-                let note = "python3 not found, Python rows skipped".to_string();
+                let note = "python3 (or a module the twin needs) not found, Python rows skipped".to_string();
                 eprintln!("{note}");
                 self.notes.push(note);
             }

@@ -18,8 +18,12 @@ pub fn find() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join("python3")).find(|p| p.is_file())
 }
 
+/// The exit status of a twin that cannot run here, for want of a module (mpi4py), once it has
+/// said so in one line on stderr.
+pub const MISSING: i32 = 3;
+
 /// Run `program --measure --json --runs N [--quick]` and read its records;
-/// `Ok(None)` when there is no Python to run it with.
+/// `Ok(None)` when there is no Python to run it with, or it lacks a module it needs.
 pub fn measure(program: &str, runs: usize, quick: bool) -> anyhow::Result<Option<Vec<Record>>> {
     let Some(python) = find() else { return Ok(None) };
     let mut command = Command::new(&python);
@@ -55,6 +59,9 @@ pub fn measure(program: &str, runs: usize, quick: bool) -> anyhow::Result<Option
     if output.status.code() == Some(130) || output.status.signal() == Some(Signal::SIGINT as i32) {
         // The twin was interrupted and has cleaned up: now the lesson ends as Ctrl-C ends it.
         let _ = raise(Signal::SIGINT);
+    }
+    if output.status.code() == Some(MISSING) {
+        return Ok(None); // it said on stderr what it lacks, and how to install it
     }
     if !output.status.success() {
         bail!("{} {program} --measure failed: {}", python.display(), output.status);

@@ -83,18 +83,33 @@ pub fn build_bin(manifest: &Path, package: &str, bin: &str) -> PathBuf {
 
 /// [`build_bin`], in the release profile if `release` (for timing it).
 pub fn build_program(manifest: &Path, package: &str, bin: &str, release: bool) -> PathBuf {
+    build_with_features(manifest, package, bin, release, "")
+}
+
+/// [`build_program`], with the package's `features` (comma-separated; none if empty).
+pub fn build_with_features(
+    manifest: &Path,
+    package: &str,
+    bin: &str,
+    release: bool,
+    features: &str,
+) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let mut built = BUILT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     built
-        .entry(format!("{package}/{bin}/{release}"))
+        .entry(format!("{package}/{bin}/{release}/{features}"))
         .or_insert_with(|| {
             let _turn = ONE_CHILD_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
             let mut build = escargot::CargoBuild::new().package(package).bin(bin).manifest_path(manifest);
             if release {
                 build = build.release();
             }
-            let run =
-                build.run().unwrap_or_else(|e| panic!("cargo build -p {package} --bin {bin} failed: {e}"));
+            if !features.is_empty() {
+                build = build.features(features);
+            }
+            let run = build.run().unwrap_or_else(|e| {
+                panic!("cargo build -p {package} --bin {bin} --features '{features}' failed: {e}")
+            });
             run.path().to_path_buf()
         })
         .clone()

@@ -1,0 +1,61 @@
+//! two-hosts: the lesson's ranks on two hosts, made on this machine: two network namespaces,
+//! each with its own host name, joined by a veth pair (mpijob::hosts). The job crosses the
+//! cable over TCP, and the cable's byte counters show it. Needs root, to make namespaces:
+//!
+//!     cargo build -p lesson-beyond-one-machine --features mpi
+//!     sudo target/debug/two-hosts
+//!
+//! It is also its own launcher: `mpiexec` calls it as `two-hosts -x HOST COMMAND...` in place
+//! of ssh, and it runs COMMAND on HOST.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use mpijob::Job;
+use mpijob::hosts::{self, Hosts};
+
+/// Round trips of the ping-pong between the two hosts.
+const TRIPS: u64 = 10_000;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("-x") => hosts::launch(&args).map(|never| match never {}),
+        None => two_hosts(),
+        Some(_) => {
+            eprintln!("two-hosts: takes no arguments (run it as root: sudo target/debug/two-hosts)");
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("two-hosts: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn two_hosts() -> anyhow::Result<()> {
+    // ANCHOR: hosts
+    let hosts = Hosts::two()?; // two namespaces and a veth pair, gone when `hosts` is
+    let [a, b] = hosts.names();
+    println!("two hosts on this machine, {a} and {b}, joined by a virtual cable (a veth pair)");
+    let me = std::env::current_exe().context("find this program")?;
+    let lesson = me.with_file_name("lesson-beyond-one-machine");
+    // The lesson's own ranks, one on each host; this program is mpiexec's launcher (-x).
+    let job = |what: &[&str]| Job::new(&lesson, 2).args(["--child", "rank"]).args(what).on(&hosts, &me).run();
+    for line in job(&["hello"])?.ranks.iter().flatten() {
+        println!("   {line}");
+    }
+    let (sent, received) = hosts.bytes()?;
+    let output = job(&["pingpong", &TRIPS.to_string()])?;
+    let (sent, received) = (hosts.bytes()?.0 - sent, hosts.bytes()?.1 - received);
+    let last = output.ranks[0].last().context("rank 0 said nothing")?;
+    let seconds: f64 = last.strip_prefix("round trip ").context("no round trip")?.parse()?;
+    println!("a ping-pong of 8 bytes, {TRIPS} round trips from {a} to {b} over TCP:");
+    println!("   round trip {:.2} µs", seconds * 1e6);
+    println!("   through {a}'s end of the cable meanwhile: {sent} bytes sent, {received} received");
+    // ANCHOR_END: hosts
+    Ok(())
+}
