@@ -40,6 +40,10 @@ fn the_ranks_run_on_two_hosts_and_cross_the_cable() {
         .filter_map(|l| l.split_once("cable meanwhile: ")?.1.split(' ').next()?.parse().ok())
         .collect();
     assert!(sent.len() == 1 && sent[0] > 10_000 * 60, "the ping-pong did not cross the cable: {out}");
+    // And mpi4py's ranks (the Python twin's) make the same trip, where mpi4py is.
+    if forklore::python_for(lesson).is_some() {
+        assert!(out.contains("between mpi4py's ranks (buffers): round trip"), "no mpi4py ranks: {out}");
+    }
 }
 
 fn nix_is_root() -> bool {

@@ -49,7 +49,7 @@ def missing():
     return None
 
 
-def _library_path():
+def library_path():
     """LD_LIBRARY_PATH for the ranks: with a link named libmpi.so.12 where it is needed."""
     path = os.environ.get("LD_LIBRARY_PATH", "")
     try:
@@ -87,7 +87,7 @@ def _children_of(pid):
 def run(ranks, args, env=None, deadline_s=DEADLINE_S):
     """Run `ranks` ranks of `python3 -m mpi4py <args>`; return each rank's lines (without
     FINISHED). Raises JobFailed naming every rank that did not finish, with its last line."""
-    environment = dict(os.environ, LD_LIBRARY_PATH=_library_path(), PYTHONDONTWRITEBYTECODE="1")
+    environment = dict(os.environ, LD_LIBRARY_PATH=library_path(), PYTHONDONTWRITEBYTECODE="1")
     environment.update(env or {})
     command = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
     if os.geteuid() != 0:

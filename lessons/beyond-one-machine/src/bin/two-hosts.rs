@@ -57,5 +57,28 @@ fn two_hosts() -> anyhow::Result<()> {
     println!("   round trip {:.2} µs", seconds * 1e6);
     println!("   through {a}'s end of the cable meanwhile: {sent} bytes sent, {received} received");
     // ANCHOR_END: hosts
+
+    // The same ping-pong between mpi4py's ranks (the Python twin's), where python3 has mpi4py.
+    let Some(library_path) = mpi4py_library_path() else {
+        println!("mpi4py: not found (pip install mpi4py), so no Python ranks");
+        return Ok(());
+    };
+    let twin = concat!(env!("CARGO_MANIFEST_DIR"), "/python/beyond_one_machine.py");
+    let job = Job::new("python3", 2).args(["-m", "mpi4py", twin, "--rank", "pingpong", &TRIPS.to_string()]);
+    let output = job.arg("buffers").env("LD_LIBRARY_PATH", library_path).on(&hosts, &me).run()?;
+    let last = output.ranks[0].last().context("rank 0 said nothing")?;
+    let seconds: f64 = last.strip_prefix("round trip ").context("no round trip")?.parse()?;
+    println!("   the same between mpi4py's ranks (buffers): round trip {:.2} µs", seconds * 1e6);
     Ok(())
+}
+
+/// Where mpi4py's ranks find the MPI library (the twins' kit makes a link where needed:
+/// crates/plumbing/python/mpijob.py); `None` without python3 or mpi4py.
+fn mpi4py_library_path() -> Option<String> {
+    let kit = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/plumbing/python");
+    let script = format!(
+        "import sys; sys.path.insert(0, {kit:?}); import mpi4py, mpijob; print(mpijob.library_path())"
+    );
+    let output = std::process::Command::new("python3").args(["-c", &script]).output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
