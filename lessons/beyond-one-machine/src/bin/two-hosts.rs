@@ -51,10 +51,8 @@ fn two_hosts() -> anyhow::Result<()> {
     let (sent, received) = hosts.bytes()?;
     let output = job(&["pingpong", &TRIPS.to_string()])?;
     let (sent, received) = (hosts.bytes()?.0 - sent, hosts.bytes()?.1 - received);
-    let last = output.ranks[0].last().context("rank 0 said nothing")?;
-    let seconds: f64 = last.strip_prefix("round trip ").context("no round trip")?.parse()?;
     println!("a ping-pong of 8 bytes, {TRIPS} round trips from {a} to {b} over TCP:");
-    println!("   round trip {:.2} µs", seconds * 1e6);
+    println!("   round trip {:.2} µs", round_trip(&output)? * 1e6);
     println!("   through {a}'s end of the cable meanwhile: {sent} bytes sent, {received} received");
     // ANCHOR_END: hosts
 
@@ -66,10 +64,14 @@ fn two_hosts() -> anyhow::Result<()> {
     let twin = concat!(env!("CARGO_MANIFEST_DIR"), "/python/beyond_one_machine.py");
     let job = Job::new("python3", 2).args(["-m", "mpi4py", twin, "--rank", "pingpong", &TRIPS.to_string()]);
     let output = job.arg("buffers").env("LD_LIBRARY_PATH", library_path).on(&hosts, &me).run()?;
-    let last = output.ranks[0].last().context("rank 0 said nothing")?;
-    let seconds: f64 = last.strip_prefix("round trip ").context("no round trip")?.parse()?;
-    println!("   the same between mpi4py's ranks (buffers): round trip {:.2} µs", seconds * 1e6);
+    println!("   the same between mpi4py's ranks (buffers): round trip {:.2} µs", round_trip(&output)? * 1e6);
     Ok(())
+}
+
+/// Rank 0's last line of a ping-pong job, `round trip SECONDS`: the seconds.
+fn round_trip(output: &mpijob::Output) -> anyhow::Result<f64> {
+    let last = output.ranks[0].last().context("rank 0 said nothing")?;
+    Ok(last.strip_prefix("round trip ").with_context(|| format!("rank 0 said {last:?}"))?.parse()?)
 }
 
 /// Where mpi4py's ranks find the MPI library (the twins' kit makes a link where needed:
