@@ -8,8 +8,8 @@
 //!   every other process of the namespace: the launcher's proxies and every rank. And it dies
 //!   with the program that started it (`PR_SET_PDEATHSIG`), so a lesson killed mid-job takes
 //!   its whole job with it.
-//! - Every job has a deadline. A job fails fast by itself (a rank that panics aborts the
-//!   communicator; a rank that is killed is seen by the launcher, which ends the others); the
+//! - Every job has a deadline. A job fails fast by itself (a rank that panics ends at once,
+//!   and a rank that ends before finishing MPI is seen by the launcher, which ends the others); the
 //!   deadline is the last word: when it passes, the job is killed whole and the error says so.
 //! - Ranks stay at or below the CPUs this process may use, unless asked: MPICH's ranks poll
 //!   for messages without sleeping, and one that waits for a CPU holds up every other.
@@ -368,9 +368,9 @@ pub mod rank {
     use mpi::environment::Universe;
 
     // ANCHOR: rank
-    /// Start MPI in this rank. A panic anywhere in it from now on aborts the whole job:
-    /// without that, the panicking rank would unwind into `MPI_Finalize` and wait there
-    /// forever for peers that are themselves waiting for its messages.
+    /// Start MPI in this rank. A panic anywhere in it from now on ends the whole job: without
+    /// that, the panicking rank would unwind into `MPI_Finalize` and wait there forever for
+    /// peers that are themselves waiting for its messages.
     pub fn start() -> anyhow::Result<Universe> {
         let universe = mpi::initialize().ok_or_else(|| anyhow::anyhow!("MPI was started already"))?;
         std::panic::set_hook(Box::new(|info| {
@@ -379,11 +379,14 @@ pub mod rank {
             // No backtrace: the message says where.
             let message = format!("{info}\n");
             let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
-            // SAFETY: MPI is initialised (above) and not finalised: `finish` consumes the
-            // universe, and a panic after it finds the default hook back in place. MPI_Abort
-            // may be called from any thread; it ends every rank of the communicator, this one
-            // included, whatever the others are doing meanwhile.
-            unsafe { mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101) };
+            // Then end this process at once, without unwinding into MPI_Finalize. The
+            // launcher's proxy reads what the rank wrote up to its end, and then sees a rank
+            // that ended without finishing MPI: it kills every other rank of the job. (So
+            // would MPI_Abort, but then the launcher kills the ranks as soon as it hears of
+            // it, and may drop their last words unread: seen, twice in a hundred runs.)
+            // SAFETY: _exit has no precondition: it ends this process on the spot, running no
+            // destructor and no atexit handler, whatever its other threads are doing.
+            unsafe { libc::_exit(101) }
         }));
         Ok(universe)
     }

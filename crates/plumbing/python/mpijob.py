@@ -5,8 +5,9 @@ mpiexec runs as the first process of a PID namespace of its own (`unshare --pid 
 mpiexec dies, however it dies, the kernel kills every other process of the job. Every rank's
 output is read (mpiexec's `-prepend-rank` marks each line with its rank) and a rank that did
 not print FINISHED last did not finish, whatever mpiexec's exit status says. A deadline
-kills the job whole. The ranks run under `python3 -m mpi4py`, which aborts the whole job when
-a rank raises an exception it does not catch (without it, the others would wait forever).
+kills the job whole. A rank runs its work through `rank(main)`: an exception it does not catch
+is printed, in one write, and the rank ends at once; the launcher then ends the whole job
+(without it, the others would wait forever for the failed rank's messages).
 
 mpi4py's wheel from PyPI loads the MPI library as `libmpi.so.12`, which Debian's MPICH calls
 `libmpich.so.12`: where that name is missing, a link to MPICH's library under that name is
@@ -20,6 +21,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import traceback
 
 import lessonkit
 
@@ -85,14 +87,14 @@ def _children_of(pid):
 
 
 def run(ranks, args, env=None, deadline_s=DEADLINE_S):
-    """Run `ranks` ranks of `python3 -m mpi4py <args>`; return each rank's lines (without
+    """Run `ranks` ranks of `python3 <args>`; return each rank's lines (without
     FINISHED). Raises JobFailed naming every rank that did not finish, with its last line."""
     environment = dict(os.environ, LD_LIBRARY_PATH=library_path(), PYTHONDONTWRITEBYTECODE="1")
     environment.update(env or {})
     command = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
     if os.geteuid() != 0:
         command.append("--map-root-user")
-    command += ["mpiexec", "-n", str(ranks), "-prepend-rank", sys.executable, "-m", "mpi4py", *args]
+    command += ["mpiexec", "-n", str(ranks), "-prepend-rank", sys.executable, *args]
     parent = os.getpid()
     job = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, env=environment,
@@ -121,6 +123,18 @@ def run(ranks, args, env=None, deadline_s=DEADLINE_S):
         said = unfinished or [line for line in launcher if line.strip()][:3]
         raise JobFailed(how, said)
     return [said[:-1] for said in lines]
+
+
+def rank(main):
+    """Run a rank's `main()`. An exception it does not catch is printed, in one write (mpiexec
+    marks each piece of a rank's output with its rank), and the rank ends at once, without
+    finishing MPI: the launcher sees a rank gone and ends the job. (mpi4py's `python -m mpi4py`
+    calls MPI_Abort instead, and then the launcher may drop the rank's last words unread.)"""
+    try:
+        main()
+    except BaseException:
+        os.write(2, traceback.format_exc().encode())
+        os._exit(1)
 
 
 def finish(mpi):

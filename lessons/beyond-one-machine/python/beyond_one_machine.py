@@ -4,7 +4,7 @@ lesson-beyond-one-machine.
 The same two parts as the Rust lesson. The conductor (`demo`, `measure`) starts each job
 with mpiexec (through crates/plumbing/python/mpijob.py, which mirrors the Rust kit) and
 prints what every rank said, step by step. The ranks are this same file, started by mpiexec
-as `python3 -m mpi4py beyond_one_machine.py --rank WHAT...`. mpi4py sends Python objects
+as `python3 beyond_one_machine.py --rank WHAT...`. mpi4py sends Python objects
 (lower-case methods: pickled) and buffers (upper-case methods: numbers in place, no pickle);
 the lesson shows both.
 
@@ -53,7 +53,7 @@ def last_words(lines, *names):
 
 
 def demo():
-    print(f"1. Ranks: mpiexec -n {RANKS} starts python3 -m mpi4py this file {RANKS} times; each is a rank")
+    print(f"1. Ranks: mpiexec -n {RANKS} starts python3 with this file {RANKS} times; each is a rank")
     show(job(RANKS, "hello"))
     print("2. Send and receive, like a Pipe: rank 0 sends, rank 1 answers")
     show(job(RANKS, "pipe"))
@@ -254,7 +254,7 @@ def rank_ping_pong(world, trips, what):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--rank"]:
-        rank_main(sys.argv[2:])
+        mpijob.rank(lambda: rank_main(sys.argv[2:]))
     else:
         why = mpijob.missing()
         if why:

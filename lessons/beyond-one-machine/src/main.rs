@@ -254,7 +254,7 @@ mod rank {
 
     pub fn run(what: &[String]) -> anyhow::Result<()> {
         // ANCHOR: start
-        let universe = mpijob::rank::start()?; // MPI_Init; a panic from here on aborts the job
+        let universe = mpijob::rank::start()?; // MPI_Init; a panic from here on ends the job
         let world = universe.world(); // every rank of the job: its size, and this one's rank
         // ANCHOR_END: start
         let what: Vec<&str> = what.iter().map(String::as_str).collect();

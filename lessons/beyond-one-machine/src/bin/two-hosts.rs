@@ -62,7 +62,7 @@ fn two_hosts() -> anyhow::Result<()> {
         return Ok(());
     };
     let twin = concat!(env!("CARGO_MANIFEST_DIR"), "/python/beyond_one_machine.py");
-    let job = Job::new("python3", 2).args(["-m", "mpi4py", twin, "--rank", "pingpong", &TRIPS.to_string()]);
+    let job = Job::new("python3", 2).args([twin, "--rank", "pingpong", &TRIPS.to_string()]);
     let output = job.arg("buffers").env("LD_LIBRARY_PATH", library_path).on(&hosts, &me).run()?;
     println!("   the same between mpi4py's ranks (buffers): round trip {:.2} µs", round_trip(&output)? * 1e6);
     Ok(())
