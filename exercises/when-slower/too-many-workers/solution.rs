@@ -1,4 +1,4 @@
-//! Exercise when-slower/too-many-workers: 64 small items, each a few microseconds of work,
+//! Exercise when-slower/too-many-workers: 100 small items, each a few microseconds of work,
 //! and the program starts one process per item. The results are right, but the run is far
 //! slower than it should be on a machine with two CPUs. Make it fast, still in parallel.
 
@@ -8,10 +8,10 @@ use plumbing::{Args, Exercise};
 const EXERCISE: Exercise = Exercise {
     lesson: "when-slower",
     name: "too-many-workers",
-    about: "64 small items of work, in parallel",
+    about: "100 small items of work, in parallel",
 };
 
-const ITEMS: usize = 64;
+const ITEMS: usize = 100;
 
 fn main() -> std::process::ExitCode {
     EXERCISE.run(exercise)
