@@ -44,6 +44,15 @@ pub fn features(lesson: &str) -> &'static str {
     if manifest.is_ok_and(|m| m.lines().any(|l| l.starts_with("mpi = ["))) { "mpi" } else { "" }
 }
 
+/// `lesson`'s features as cargo's option, with a space before it (` --features mpi`), or
+/// nothing: what a reader types after `cargo run -p lesson-NAME`.
+pub fn features_option(lesson: &str) -> String {
+    match features(lesson) {
+        "" => String::new(),
+        features => format!(" --features {features}"),
+    }
+}
+
 /// Why `lesson` cannot run on this machine, if it cannot: what it needs beyond Rust and is
 /// missing (MPICH, for the lesson built with `mpi`), said in one line with how to install it.
 pub fn unavailable(lesson: &str) -> Option<String> {
@@ -105,10 +114,7 @@ pub fn measured_page(lesson: &str, machine: &Machine, busy: &Busy, records: &[Re
         true => "; \"faults\": the page faults of the median run, by the lesson and its workers",
         false => "",
     };
-    let features = match features(lesson) {
-        "" => String::new(),
-        features => format!(" --features {features}"),
-    };
+    let features = features_option(lesson);
     let stamp = format!(
         "Measured on {machine} ({busy}) by `cargo xtask measure`, which runs \
          `cargo run --release -p lesson-{lesson}{features} -- --measure --json` \

@@ -93,10 +93,7 @@ fn readme_lists_every_lesson() -> Result<(), Failed> {
     let readme = fs::read_to_string(forklore::root().join("README.md"))?;
     every_lesson(
         |lesson| {
-            let features = match forklore::features(lesson) {
-                "" => String::new(),
-                features => format!(" --features {features}"),
-            };
+            let features = forklore::features_option(lesson);
             readme.contains(&format!("`cargo run -p lesson-{lesson}{features}`"))
         },
         "README.md's lesson table lacks `cargo run -p lesson-<name>` for",

@@ -155,10 +155,7 @@ fn output(lesson: &str) -> Result<(), Failed> {
     check(result.status.success() && result.leftovers.is_empty(), || {
         format!("lesson-{lesson} should exit 0 and leave nothing: {}", result.describe())
     })?;
-    let features = match forklore::features(lesson) {
-        "" => String::new(),
-        features => format!(" --features {features}"),
-    };
+    let features = forklore::features_option(lesson);
     let transcript = format!("$ cargo run -p lesson-{lesson}{features}\n{}", result.stdout);
     snapshot(&forklore::root().join("lessons").join(lesson), &transcript);
     Ok(())

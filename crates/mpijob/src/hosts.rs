@@ -85,7 +85,11 @@ impl Hosts {
             .split_whitespace()
             .map(|f| f.parse().unwrap_or(0))
             .collect();
-        Ok((fields[8], fields[0])) // transmitted bytes, received bytes
+        // Received bytes come first, transmitted bytes ninth.
+        let (Some(&received), Some(&sent)) = (fields.first(), fields.get(8)) else {
+            bail!("net/dev: {line}")
+        };
+        Ok((sent, received))
     }
 
     pub(crate) fn across(&self) -> Across {

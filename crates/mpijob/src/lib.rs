@@ -240,8 +240,11 @@ impl Job {
 /// `unshare`, which waits for it, with it.
 fn end(child: &mut Child) {
     let unshare = Pid::from_raw(child.id() as i32);
-    for mpiexec in children_of(unshare) {
-        let _ = kill(mpiexec, Signal::SIGKILL);
+    let mpiexec = children_of(unshare);
+    // None yet (`unshare` has not forked): no process of the job exists, so `unshare` goes
+    // instead; a child it forks meanwhile dies with it (--kill-child), and its namespace.
+    for pid in if mpiexec.is_empty() { vec![unshare] } else { mpiexec } {
+        let _ = kill(pid, Signal::SIGKILL);
     }
     let _ = child.wait();
 }
